@@ -1,0 +1,283 @@
+"""Per-connection request loop: routing, auth, and playing a Fault as Anthropic or OpenAI wire traffic."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from router.testing import wire
+from router.testing._http import LAST_CHUNK, Connection, HttpError, Request, chunk, response_head
+from router.testing.faults import Fault, FaultKind
+from router.testing.state import ReceivedRequest, ServerState
+
+__all__ = ["serve_connection"]
+
+Api = Literal["anthropic", "openai"]
+
+_ROUTES: dict[tuple[str, str], Api] = {
+    ("POST", "/v1/messages"): "anthropic",
+    ("POST", "/v1/chat/completions"): "openai",
+}
+
+_DEFAULT_MESSAGES = {
+    "invalid_request_error": "Invalid request",
+    "authentication_error": "invalid x-api-key",
+    "billing_error": "Your credit balance is too low to access the Anthropic API.",
+    "permission_error": "Your API key does not have permission to use the specified resource.",
+    "not_found_error": "Not found",
+    "request_too_large": "Request exceeds the maximum allowed number of bytes.",
+    "rate_limit_error": "Number of request tokens has exceeded your per-minute rate limit",
+    "timeout_error": "Request timed out",
+    "api_error": "Internal server error",
+    "overloaded_error": "Overloaded",
+}
+
+# Faults that only make sense on a stream, as played on a non-streaming request.
+_NON_STREAM_KIND: dict[str, FaultKind] = {
+    "stream_cut": "reset",
+    "stream_stall": "hang",
+    "stream_no_stop": "ok",
+}
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """One request being answered."""
+
+    conn: Connection
+    state: ServerState
+    api: Api
+    request: Request
+    body: dict[str, Any]
+    model: str
+    number: int
+
+    @property
+    def request_id(self) -> str:
+        return f"req_fake_{self.number}"
+
+    def id_headers(self) -> list[tuple[str, str]]:
+        headers = [("request-id", self.request_id)]
+        if self.api == "openai":
+            headers.append(("x-request-id", self.request_id))
+        return headers
+
+    def conn_headers(self) -> list[tuple[str, str]]:
+        return [] if self.request.keep_alive else [("connection", "close")]
+
+
+async def serve_connection(conn: Connection, state: ServerState) -> None:
+    """Answer requests on ``conn`` until the client or a fault closes it."""
+    while True:
+        try:
+            request = await conn.read_request()
+        except HttpError as exc:
+            body = wire.anthropic_error("invalid_request_error", exc.message, None)
+            await _send_simple(conn, exc.status, "application/json", body, [("connection", "close")])
+            conn.close()
+            return
+        if request is None:
+            conn.close()
+            return
+        conn.start_watch()
+        try:
+            keep = await _answer(conn, state, request)
+        finally:
+            await conn.stop_watch()
+        if not keep or not request.keep_alive or conn.gone.is_set():
+            conn.close()
+            return
+
+
+async def _send_simple(
+    conn: Connection, status: int, content_type: str, body: bytes, headers: list[tuple[str, str]]
+) -> bool:
+    """One write: head and body together."""
+    all_headers = [("content-type", content_type), ("content-length", str(len(body))), *headers]
+    return await conn.send(response_head(status, wire.reason_phrase(status), all_headers) + body)
+
+
+async def _answer(conn: Connection, state: ServerState, request: Request) -> bool:
+    """Answer one request; False if the connection must not be reused."""
+    number = state.next_id()
+    api = _ROUTES.get((request.method, request.path))
+    if api is None:
+        message = f"Not found: {request.method} {request.path}"
+        body = wire.anthropic_error("not_found_error", message, f"req_fake_{number}")
+        headers = [("request-id", f"req_fake_{number}")]
+        return await _send_simple(conn, 404, "application/json", body, headers)
+    try:
+        parsed = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        ex = _Exchange(conn, state, api, request, {}, "", number)
+        return await _status(ex, Fault.status(400, message="The request body is not valid JSON."))
+    model = parsed.get("model")
+    ex = _Exchange(conn, state, api, request, parsed, model if isinstance(model, str) else "", number)
+    state.record(ex.model, ReceivedRequest(request.path, dict(request.headers), parsed))
+    if not _authorised(request.headers):
+        return await _status(ex, Fault.status(401, message="x-api-key header is required"))
+    return await _play(ex, state.next_fault(ex.model))
+
+
+def _authorised(headers: dict[str, str]) -> bool:
+    if headers.get("x-api-key", "").strip():
+        return True
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and bool(token.strip())
+
+
+async def _play(ex: _Exchange, fault: Fault) -> bool:
+    streaming = ex.body.get("stream") is True
+    if not streaming and fault.kind == "stream_error":
+        fault = Fault.status(
+            fault.status_code, error_type=fault.error_type, message=fault.message, delay=fault.delay
+        )
+    elif not streaming and fault.kind in _NON_STREAM_KIND:
+        fault = replace(fault, kind=_NON_STREAM_KIND[fault.kind])
+    if await ex.conn.pause(fault.delay):
+        if streaming:
+            ex.state.record_disconnect(ex.model)
+        return False
+    if fault.kind == "status":
+        return await _status(ex, fault)
+    if fault.kind == "html":
+        page = wire.html_page(fault.status_code)
+        return await _send_simple(ex.conn, fault.status_code, "text/html", page, [])
+    if fault.kind == "reset":
+        ex.conn.abort_with_rst()
+        return False
+    if fault.kind == "hang":
+        if await ex.conn.pause(fault.seconds) and streaming:
+            ex.state.record_disconnect(ex.model)
+        return False
+    if not streaming:
+        return await _ok_json(ex, fault)
+    keep = await _stream(ex, fault)
+    if ex.conn.gone.is_set():
+        ex.state.record_disconnect(ex.model)
+        return False
+    return keep
+
+
+async def _status(ex: _Exchange, fault: Fault) -> bool:
+    code = fault.status_code
+    error_type = fault.error_type or "api_error"
+    message = fault.message or _DEFAULT_MESSAGES.get(error_type, error_type)
+    explicit = dict(fault.headers)
+    request_id = explicit.get("request-id", ex.request_id)  # a fault that names its request id gets that one
+    headers = [h for h in ex.id_headers() if h[0] not in explicit]
+    if fault.retry_after is not None:
+        headers.append(("retry-after", _number(fault.retry_after)))
+    if fault.retry_after_ms is not None:
+        headers.append(("retry-after-ms", _number(fault.retry_after_ms)))
+    if fault.should_retry is not None:
+        headers.append(("x-should-retry", "true" if fault.should_retry else "false"))
+    headers.extend(fault.headers)
+    headers.extend(ex.conn_headers())
+    if ex.api == "openai":
+        body = wire.openai_error(error_type, message, fault.error_code)
+    else:
+        body = wire.anthropic_error(error_type, message, request_id, fault.error_code)
+    return await _send_simple(ex.conn, code, "application/json", body, headers)
+
+
+def _number(value: float) -> str:
+    """``2`` -> "2", ``0.5`` -> "0.5"."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _tokens(ex: _Exchange, fault: Fault, deltas: int) -> tuple[int, int]:
+    input_tokens = fault.input_tokens
+    if input_tokens is None:
+        input_tokens = wire.estimate_input_tokens(ex.body)
+    output_tokens = fault.output_tokens if fault.output_tokens is not None else max(1, deltas)
+    return input_tokens, output_tokens
+
+
+async def _ok_json(ex: _Exchange, fault: Fault) -> bool:
+    text = fault.text_for(ex.model)
+    input_tokens, output_tokens = _tokens(ex, fault, len(fault.deltas_for(ex.model)))
+    if ex.api == "openai":
+        body = wire.openai_completion(
+            f"chatcmpl-fake-{ex.number}", ex.model, text, fault.stop_reason, input_tokens, output_tokens
+        )
+    else:
+        body = wire.anthropic_message(
+            f"msg_fake_{ex.number}", ex.model, text, fault.stop_reason, input_tokens, output_tokens
+        )
+    headers = ex.id_headers() + ex.conn_headers()
+    return await _send_simple(ex.conn, 200, "application/json", body, headers)
+
+
+async def _stream(ex: _Exchange, fault: Fault) -> bool:
+    """A 200 SSE stream, faulted or not; False if the connection must not be reused."""
+    conn = ex.conn
+    deltas = fault.deltas_for(ex.model)
+    input_tokens, output_tokens = _tokens(ex, fault, len(deltas))
+    oid = f"chatcmpl-fake-{ex.number}"
+    head_headers = [
+        ("content-type", "text/event-stream; charset=utf-8"),
+        ("cache-control", "no-cache"),
+        ("transfer-encoding", "chunked"),
+        *ex.id_headers(),
+        *ex.conn_headers(),
+    ]
+    if not await conn.send(response_head(200, "OK", head_headers)):
+        return False
+
+    async def send_all(events: list[bytes]) -> bool:
+        for event in events:
+            if not await conn.send(chunk(event)):
+                return False
+        return True
+
+    error_message = fault.message or _DEFAULT_MESSAGES.get(fault.error_type or "", "Internal server error")
+    error_event = (
+        wire.openai_stream_error(fault.error_type or "api_error", error_message)
+        if ex.api == "openai"
+        else wire.anthropic_stream_error(fault.error_type or "api_error", error_message, ex.request_id)
+    )
+    if fault.kind == "stream_error" and fault.after == 0:
+        return await send_all([error_event]) and await conn.send(LAST_CHUNK)
+
+    opening = (
+        wire.openai_stream_open(oid, ex.model)
+        if ex.api == "openai"
+        else wire.anthropic_stream_open(f"msg_fake_{ex.number}", ex.model, input_tokens)
+    )
+    if not await send_all(opening):
+        return False
+    limit = len(deltas) if fault.kind == "ok" else min(fault.after, len(deltas))
+    for i, text in enumerate(deltas[:limit]):
+        if i and await conn.pause(fault.delta_delay):
+            return False
+        event = (
+            wire.openai_stream_delta(oid, ex.model, text)
+            if ex.api == "openai"
+            else wire.anthropic_stream_delta(text)
+        )
+        if not await conn.send(chunk(event)):
+            return False
+
+    if fault.kind == "ok":
+        if ex.api == "openai":
+            opts = ex.body.get("stream_options")
+            usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
+            closing = wire.openai_stream_close(
+                oid, ex.model, fault.stop_reason, input_tokens, output_tokens, usage
+            )
+        else:
+            closing = wire.anthropic_stream_close(fault.stop_reason, output_tokens)
+        return await send_all(closing) and await conn.send(LAST_CHUNK)
+    if fault.kind == "stream_error":
+        return await send_all([error_event]) and await conn.send(LAST_CHUNK)
+    if fault.kind == "stream_no_stop":
+        return await conn.send(LAST_CHUNK)
+    if fault.kind == "stream_stall":
+        await conn.pause(fault.seconds)
+    # stream_cut (and a stall that ran out): close with the chunked body unterminated.
+    conn.close()
+    return False

@@ -1,0 +1,276 @@
+"""Wire formats: Anthropic Messages and OpenAI Chat Completions bodies, error bodies and SSE events."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+__all__ = [
+    "anthropic_error",
+    "anthropic_message",
+    "anthropic_stream_close",
+    "anthropic_stream_delta",
+    "anthropic_stream_error",
+    "anthropic_stream_open",
+    "estimate_input_tokens",
+    "html_page",
+    "openai_completion",
+    "openai_error",
+    "openai_stream_close",
+    "openai_stream_delta",
+    "openai_stream_error",
+    "openai_stream_open",
+]
+
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    409: "Conflict",
+    413: "Request Entity Too Large",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Temporarily Unavailable",
+    504: "Gateway Time-out",
+    529: "Site is overloaded",
+}
+
+_FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def dumps(obj: object) -> bytes:
+    """Compact JSON, UTF-8."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def reason_phrase(code: int) -> str:
+    """The HTTP reason phrase for ``code``."""
+    return _REASONS.get(code, "OK" if code == 200 else "Error")
+
+
+def estimate_input_tokens(body: dict[str, Any]) -> int:
+    """A stable, plausible input token count: ~4 characters per token of the prompt."""
+    prompt = json.dumps([body.get("system"), body.get("messages")], separators=(",", ":"))
+    return max(1, len(prompt) // 4)
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+
+
+def _data(data: dict[str, Any] | str) -> bytes:
+    payload = data.encode() if isinstance(data, str) else dumps(data)
+    return b"data: " + payload + b"\n\n"
+
+
+# -- Anthropic Messages -------------------------------------------------------------------------
+
+
+def anthropic_error(
+    error_type: str, message: str, request_id: str | None, error_code: str | None = None
+) -> bytes:
+    """The Anthropic error body ``{"type": "error", "error": {...}, "request_id": ...}``."""
+    error: dict[str, Any] = {"type": error_type, "message": message}
+    if error_code is not None:
+        error["details"] = {"error_code": error_code}
+    return dumps({"type": "error", "error": error, "request_id": request_id})
+
+
+def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "service_tier": "standard",
+    }
+
+
+def anthropic_message(
+    msg_id: str, model: str, text: str, stop_reason: str, input_tokens: int, output_tokens: int
+) -> bytes:
+    """A complete non-streaming Message."""
+    return dumps(
+        {
+            "id": msg_id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": _usage(input_tokens, output_tokens),
+        }
+    )
+
+
+def anthropic_stream_open(msg_id: str, model: str, input_tokens: int) -> list[bytes]:
+    """``message_start``, ``content_block_start`` and ``ping``: the events before the first delta."""
+    message: dict[str, Any] = {
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": _usage(input_tokens, 1),
+    }
+    return [
+        _sse("message_start", {"type": "message_start", "message": message}),
+        _sse(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        _sse("ping", {"type": "ping"}),
+    ]
+
+
+def anthropic_stream_delta(text: str) -> bytes:
+    """One ``content_block_delta`` with a ``text_delta``."""
+    return _sse(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+    )
+
+
+def anthropic_stream_close(stop_reason: str, output_tokens: int) -> list[bytes]:
+    """``content_block_stop``, ``message_delta`` and ``message_stop``."""
+    return [
+        _sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": output_tokens},
+            },
+        ),
+        _sse("message_stop", {"type": "message_stop"}),
+    ]
+
+
+def anthropic_stream_error(error_type: str, message: str, request_id: str | None) -> bytes:
+    """The mid-stream ``error`` event."""
+    error = {"type": error_type, "message": message}
+    return _sse("error", {"type": "error", "error": error, "request_id": request_id})
+
+
+# -- OpenAI Chat Completions ----------------------------------------------------------------------
+
+
+def openai_error(error_type: str, message: str, error_code: str | None = None) -> bytes:
+    """The OpenAI error body ``{"error": {"message", "type", "param", "code"}}``."""
+    return dumps({"error": _openai_error_object(error_type, message, error_code)})
+
+
+def _openai_error_object(error_type: str, message: str, error_code: str | None) -> dict[str, Any]:
+    return {"message": message, "type": error_type, "param": None, "code": error_code}
+
+
+def _openai_usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": input_tokens,
+        "completion_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+    }
+
+
+def openai_completion(
+    completion_id: str, model: str, text: str, stop_reason: str, input_tokens: int, output_tokens: int
+) -> bytes:
+    """A complete non-streaming ``chat.completion``."""
+    return dumps(
+        {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": _FINISH_REASONS.get(stop_reason, "stop"),
+                }
+            ],
+            "usage": _openai_usage(input_tokens, output_tokens),
+            "system_fingerprint": None,
+        }
+    )
+
+
+def _chunk(
+    completion_id: str, model: str, delta: dict[str, Any], finish_reason: str | None
+) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
+
+
+def openai_stream_open(completion_id: str, model: str) -> list[bytes]:
+    """The first chunk (``role: assistant``, empty content)."""
+    return [_data(_chunk(completion_id, model, {"role": "assistant", "content": ""}, None))]
+
+
+def openai_stream_delta(completion_id: str, model: str, text: str) -> bytes:
+    """One content chunk."""
+    return _data(_chunk(completion_id, model, {"content": text}, None))
+
+
+def openai_stream_close(
+    completion_id: str,
+    model: str,
+    stop_reason: str,
+    input_tokens: int,
+    output_tokens: int,
+    include_usage: bool,
+) -> list[bytes]:
+    """The ``finish_reason`` chunk, the usage chunk if asked for, and ``[DONE]``."""
+    events = [_data(_chunk(completion_id, model, {}, _FINISH_REASONS.get(stop_reason, "stop")))]
+    if include_usage:
+        usage_chunk = _chunk(completion_id, model, {}, None)
+        usage_chunk["choices"] = []
+        usage_chunk["usage"] = _openai_usage(input_tokens, output_tokens)
+        events.append(_data(usage_chunk))
+    events.append(_data("[DONE]"))
+    return events
+
+
+def openai_stream_error(error_type: str, message: str) -> bytes:
+    """A ``data: {"error": {...}}`` chunk, as OpenAI-compatible servers send mid-stream."""
+    return _data({"error": _openai_error_object(error_type, message, None)})
+
+
+# -- other ----------------------------------------------------------------------------------------
+
+
+def html_page(code: int) -> bytes:
+    """An nginx-like HTML error page."""
+    title = f"{code} {reason_phrase(code)}"
+    return (
+        "<html>\r\n"
+        f"<head><title>{title}</title></head>\r\n"
+        "<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n"
+        "<hr><center>nginx</center>\r\n"
+        "</body>\r\n"
+        "</html>\r\n"
+    ).encode()
