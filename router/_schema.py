@@ -1,0 +1,287 @@
+"""Policy schema as data: the keys of each section and the checks that read each value."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from router._values import DURATION_FORMS, MAX_SECONDS, Problem, format_seconds, parse_duration, suggest
+from router._yamlnodes import Map, Node, Scalar, Seq, describe, join, to_plain
+
+PROVIDERS = ("anthropic", "litellm")
+OUTCOME_CLASSES = ("server_failure", "rate_limited", "account", "caller")
+KNOWN_ERROR_TYPES = (
+    "invalid_request_error",
+    "authentication_error",
+    "billing_error",
+    "permission_error",
+    "not_found_error",
+    "request_too_large",
+    "rate_limit_error",
+    "api_error",
+    "overloaded_error",
+    "timeout_error",
+)
+
+Check = Callable[[Node, str], Any]
+
+
+@dataclass(frozen=True)
+class Section:
+    """Fixed keys, each read by a check or a nested section."""
+
+    fields: Mapping[str, Spec]
+    required: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Open:
+    """A mapping with free keys (aliases, route names, outcome codes), every value read by one spec."""
+
+    value: Spec
+    name_check: Callable[[str, int, str], None]
+    what: str
+    non_empty: bool = False
+
+
+Spec = Check | Section | Open
+
+
+@dataclass(frozen=True, slots=True)
+class Given:
+    value: Any  # the checked value, or dict[str, Given] when nested
+    line: int  # line of the key
+    key: str  # dotted path
+    nested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    name: str
+    line: int
+    key: str
+
+
+def read_section(node: Node, spec: Spec, path: str, line: int) -> Given:
+    if not isinstance(spec, (Section, Open)):
+        return Given(spec(node, path), line, path)
+    if not isinstance(node, Map):
+        raise Problem(f"expected a mapping, got {describe(node)}", node.line, path or None)
+    out: dict[str, Given] = {}
+    if isinstance(spec, Open) and spec.non_empty and not node.items:
+        raise Problem(f"needs at least one {spec.what}", node.line, path)
+    for name, (key_line, value) in node.items.items():
+        key = join(path, name)
+        if isinstance(spec, Open):
+            spec.name_check(name, key_line, key)
+            out[name] = read_section(value, spec.value, key, key_line)
+        elif name in spec.fields:
+            out[name] = read_section(value, spec.fields[name], key, key_line)
+        else:
+            hint = suggest(name, spec.fields)
+            allowed = "" if hint else f" (allowed: {', '.join(spec.fields)})"
+            raise Problem(f"unknown key '{name}'{allowed}", key_line, key, hint)
+    for name in spec.required if isinstance(spec, Section) else ():
+        if name not in out:
+            raise Problem(f"required key '{name}' is missing", line, join(path, name))
+    return Given(out, line, path, nested=True)
+
+
+def merge(base: dict[str, Given], over: dict[str, Given]) -> dict[str, Given]:
+    out = dict(base)
+    for name, given in over.items():
+        old = out.get(name)
+        if old is not None and old.nested and given.nested:
+            given = Given(merge(old.value, given.value), given.line, given.key, nested=True)
+        out[name] = given
+    return out
+
+
+def _number(node: Node) -> int | float | None:
+    value = node.value if isinstance(node, Scalar) else None
+    if isinstance(node, Scalar) and node.templated and isinstance(value, str):
+        # ${VAR} always yields a string; let "3" or "0.5" from the environment count as numbers
+        text = value.strip()
+        if re.fullmatch(r"[+-]?\d{1,18}", text):
+            value = int(text)
+        elif re.fullmatch(r"[+-]?(\d{1,18}\.\d{0,18}|\.\d{1,18})", text):
+            value = float(text)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value
+
+
+def _integer(low: int, high: int) -> Check:
+    def check(node: Node, key: str) -> int:
+        value = _number(node)
+        if not isinstance(value, int):
+            what = describe(node)
+            raise Problem(f"expected a whole number from {low} to {high}, got {what}", node.line, key)
+        if value < low:
+            raise Problem(f"must be at least {low}, got {value}", node.line, key)
+        if value > high:
+            raise Problem(f"must be at most {high}, got {value}", node.line, key)
+        return value
+
+    return check
+
+
+def _duration(*, zero_ok: bool) -> Check:
+    def check(node: Node, key: str) -> float:
+        seconds = parse_duration(node.value) if isinstance(node, Scalar) else None
+        if seconds is None:
+            as_text = isinstance(node, Scalar) and isinstance(node.value, str)
+            shown = f"'{node.raw}'" if as_text and isinstance(node, Scalar) else describe(node)
+            raise Problem(f"invalid duration {shown}; use {DURATION_FORMS}", node.line, key)
+        if seconds < 0 or (seconds == 0 and not zero_ok):
+            least = "0 or more" if zero_ok else "more than 0"
+            raise Problem(f"must be {least}, got {format_seconds(seconds)}", node.line, key)
+        if seconds > MAX_SECONDS:
+            raise Problem(f"must be at most 1 day (24h), got {format_seconds(seconds)}", node.line, key)
+        return seconds
+
+    return check
+
+
+def _fraction(node: Node, key: str) -> float:
+    value = _number(node)
+    if value is None or not math.isfinite(value) or not 0 <= value <= 1:
+        raise Problem(f"expected a number from 0 to 1, got {describe(node)}", node.line, key)
+    return float(value)
+
+
+def _text(node: Node, key: str) -> str:
+    if not isinstance(node, Scalar) or not isinstance(node.value, str) or not node.value.strip():
+        raise Problem(f"expected a non-empty string, got {describe(node)}", node.line, key)
+    return node.value
+
+
+def _provider(node: Node, key: str) -> str:
+    name = _text(node, key)
+    if name not in PROVIDERS:
+        hint = suggest(name, PROVIDERS)
+        raise Problem(f"unknown provider '{name}' (use one of: {', '.join(PROVIDERS)})", node.line, key, hint)
+    return name
+
+
+def _base_url(node: Node, key: str) -> str:
+    text = _text(node, key)
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("http", "https") and bool(parts.netloc)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise Problem("expected an http:// or https:// URL", node.line, key)
+    return text
+
+
+def _api_key(node: Node, key: str) -> tuple[str, str]:
+    """(source, value) for a Secret; messages never echo the value, describe() only says what it is."""
+    if not isinstance(node, Scalar) or not isinstance(node.value, str):
+        what = describe(node)
+        raise Problem(f"expected a string such as ${{ANTHROPIC_API_KEY}}, got {what}", node.line, key)
+    if not node.value.strip():
+        where = f" ({', '.join(node.refs)} is set but empty)" if node.refs else ""
+        raise Problem(f"API key is empty{where}", node.line, key)
+    if node.value != node.value.strip():
+        raise Problem("API key has leading or trailing whitespace", node.line, key)
+    source = "".join(f"${{{name}}}" for name in node.refs) if node.env_only else "literal"
+    return source, node.value
+
+
+def _params(node: Node, key: str) -> Mapping[str, Any]:
+    if not isinstance(node, Map):
+        raise Problem(f"expected a mapping, got {describe(node)}", node.line, key)
+    return MappingProxyType(to_plain(node))
+
+
+def check_version(node: Node, key: str) -> int:
+    if isinstance(node, Scalar) and type(node.value) is int and node.value == 1:
+        return 1
+    shown = f"'{node.raw}'" if isinstance(node, Scalar) else describe(node)
+    raise Problem(f"unsupported version {shown}; this router reads version 1", node.line, key)
+
+
+def _name(name: str, line: int, key: str) -> None:
+    if not re.fullmatch(r"[^\s,\[\]{}]+", name):
+        raise Problem("a name must be non-empty, without spaces, commas or brackets", line, key)
+
+
+def _outcome_name(name: str, line: int, key: str) -> None:
+    if not re.fullmatch(r"[1-5]\d\d|[a-z][a-z0-9_]*", name):
+        raise Problem('expected an HTTP status ("529") or an error type ("overloaded_error")', line, key)
+
+
+def _outcome_class(node: Node, key: str) -> str:
+    name = _text(node, key)
+    if name not in OUTCOME_CLASSES:
+        known = ", ".join(OUTCOME_CLASSES)
+        hint = suggest(name, OUTCOME_CLASSES)
+        raise Problem(f"unknown outcome class '{name}' (use one of: {known})", node.line, key, hint)
+    return name
+
+
+def _chain(node: Node, key: str) -> tuple[Entry, ...]:
+    if not isinstance(node, Seq):
+        what = describe(node)
+        raise Problem(f"a route is a list of model aliases or {{chain: [...]}}, got {what}", node.line, key)
+    entries = []
+    for i, item in enumerate(node.items):
+        if not isinstance(item, Scalar) or item.value is None or item.value == "":
+            message = f"a route entry must be a model alias or route name, got {describe(item)}"
+            raise Problem(message, item.line, f"{key}[{i}]")
+        name = item.value if isinstance(item.value, str) else item.raw
+        entries.append(Entry(name, item.line, f"{key}[{i}]"))
+    return tuple(entries)
+
+
+def _route(node: Node, key: str) -> tuple[Entry, ...]:
+    if isinstance(node, Map):
+        chain: tuple[Entry, ...] = read_section(node, _ROUTE_LONG, key, node.line).value["chain"].value
+        return chain
+    return _chain(node, key)
+
+
+_BREAKER = Section(
+    {
+        "failure_threshold": _integer(1, 10_000),
+        "reset_timeout": _duration(zero_ok=False),
+        "max_reset_timeout": _duration(zero_ok=False),
+    }
+)
+_BACKOFF = Section({"initial": _duration(zero_ok=True), "max": _duration(zero_ok=True), "jitter": _fraction})
+_RETRY = Section({"attempts": _integer(1, 100), "backoff": _BACKOFF})
+_TIMEOUT = Section({name: _duration(zero_ok=False) for name in ("connect", "read", "total")})
+_OUTCOMES = Open(_outcome_class, _outcome_name, "outcome override")
+_DEFAULTS = Section({"breaker": _BREAKER, "retry": _RETRY, "timeout": _TIMEOUT, "outcomes": _OUTCOMES})
+_MODEL = Section(
+    {
+        "provider": _provider,
+        "model": _text,
+        "base_url": _base_url,
+        "api_key": _api_key,
+        "breaker": _BREAKER,
+        "retry": _RETRY,
+        "timeout": _TIMEOUT,
+        "outcomes": _OUTCOMES,
+        "params": _params,
+    },
+    required=("provider", "model"),
+)
+_ROUTE_LONG = Section({"chain": _chain}, required=("chain",))
+TOP = Section(
+    {
+        "version": check_version,
+        "defaults": _DEFAULTS,
+        "models": Open(_MODEL, _name, "model", non_empty=True),
+        "routes": Open(_route, _name, "route", non_empty=True),
+    },
+    required=("version", "models", "routes"),
+)
+MERGED = ("breaker", "retry", "timeout", "outcomes")  # per-model sections merged over defaults key by key

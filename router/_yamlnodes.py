@@ -1,0 +1,205 @@
+"""Line-tracking YAML reader: safe YAML nodes become plain values that remember their lines, within limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+from router._values import EnvRefs, Problem
+
+MAX_BYTES = 1 << 20
+MAX_NODES = 10_000
+MAX_DEPTH = 50
+_MAX_NUMBER_CHARS = 100
+_TAG = "tag:yaml.org,2002:"
+
+
+@dataclass(frozen=True, slots=True)
+class Scalar:
+    value: str | int | float | bool | None
+    line: int
+    raw: str  # as written (${...} kept); may be a literal secret, so only echo it for non-secret keys
+    refs: tuple[str, ...] = ()  # environment variables that supplied (part of) the value
+    env_only: bool = False  # the whole value came from environment variables
+
+    @property
+    def templated(self) -> bool:
+        """Written with ${...} references (which always make a string)."""
+        return "${" in self.raw
+
+
+@dataclass(frozen=True, slots=True)
+class Seq:
+    items: tuple[Node, ...]
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Map:
+    items: Mapping[str, tuple[int, Node]]  # key -> (line of the key, value)
+    line: int
+
+
+Node = Scalar | Seq | Map
+
+
+def describe(node: Node) -> str:
+    """What a node is, for messages ("a list", "a string", ...), never its value."""
+    if isinstance(node, Map):
+        return "a mapping"
+    if isinstance(node, Seq):
+        return "a list"
+    value = node.value
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a string"
+
+
+def to_plain(node: Node) -> Any:
+    if isinstance(node, Map):
+        return {name: to_plain(value) for name, (_, value) in node.items.items()}
+    if isinstance(node, Seq):
+        return [to_plain(item) for item in node.items]
+    return node.value
+
+
+def join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose composer refuses too deep or too many nodes before Python's recursion limit."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.depth = 0
+        self.composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.depth += 1
+        self.composed += 1
+        try:
+            if self.depth > MAX_DEPTH or self.composed > MAX_NODES:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                line = mark.line + 1 if mark is not None else None
+                if self.depth > MAX_DEPTH:
+                    raise Problem(f"nested deeper than {MAX_DEPTH} levels", line)
+                raise Problem(f"more than {MAX_NODES} YAML nodes; a policy is never this big", line)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def read(text: str, env: Mapping[str, str]) -> Node | None:
+    """The document as Scalar/Seq/Map with ${VAR} substituted, or None when it is empty."""
+    if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        raise Problem(f"the policy is larger than {MAX_BYTES // 1024} KiB", None)
+    refs = EnvRefs(text)
+    loader: _Loader | None = None
+    try:
+        loader = _Loader(refs.text)
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        message = e.problem or e.context or "unreadable"
+        if e.context and e.problem:
+            message += f" ({e.context})"
+        raise Problem(f"invalid YAML: {refs.raw(message)}", mark.line + 1 if mark else None) from None
+    except yaml.reader.ReaderError as e:
+        line = refs.text[: int(e.position)].count("\n") + 1
+        raise Problem(f"invalid character {int(e.character):#x} (binary data?)", line) from None
+    except yaml.YAMLError as e:
+        raise Problem(f"invalid YAML: {type(e).__name__}", None) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if root is None:
+        return None
+    return _Walker(loader, refs, env).walk(root, "", 0)
+
+
+class _Walker:
+    def __init__(self, loader: _Loader, refs: EnvRefs, env: Mapping[str, str]):
+        self.refs = refs
+        self.env = env
+        self.visits = 0
+        self.constructors: dict[str, Callable[[ScalarNode], Any]] = {
+            _TAG + "int": loader.construct_yaml_int,
+            _TAG + "float": loader.construct_yaml_float,
+            _TAG + "bool": loader.construct_yaml_bool,
+            _TAG + "null": loader.construct_yaml_null,
+        }
+
+    def walk(self, node: yaml.Node, path: str, depth: int) -> Node:
+        # Aliases share nodes, so an alias bomb is small as a graph but huge as a tree: count visits.
+        self.visits += 1
+        line = node.start_mark.line + 1
+        if self.visits > MAX_NODES:
+            raise Problem(f"more than {MAX_NODES} YAML nodes after expanding aliases", line, path or None)
+        if depth > MAX_DEPTH:
+            raise Problem(f"nested deeper than {MAX_DEPTH} levels (recursive alias?)", line, path or None)
+        if isinstance(node, ScalarNode):
+            return self.scalar(node, path, line)
+        if isinstance(node, SequenceNode) and node.tag == _TAG + "seq":
+            items = tuple(self.walk(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(node.value))
+            return Seq(items, line)
+        if isinstance(node, MappingNode) and node.tag == _TAG + "map":
+            return self.mapping(node, path, depth, line)
+        raise Problem(f"unsupported YAML tag {_short(node.tag)}", line, path or None)
+
+    def mapping(self, node: MappingNode, path: str, depth: int, line: int) -> Map:
+        items: dict[str, tuple[int, Node]] = {}
+        merges: list[yaml.Node] = []
+        for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
+            if isinstance(key_node, ScalarNode) and key_node.tag == _TAG + "merge":
+                merges.append(value_node)
+                continue
+            if not isinstance(key_node, ScalarNode):
+                raise Problem("a key must be a plain name, not a list or mapping", key_line, path or None)
+            name = self.refs.raw(key_node.value)
+            if name in items:
+                raise Problem(
+                    f"duplicate key '{name}' (first at line {items[name][0]})", key_line, join(path, name)
+                )
+            items[name] = (key_line, self.walk(value_node, join(path, name), depth + 1))
+        # YAML merge keys (<<: *anchor): explicit keys win, then earlier merged mappings win.
+        for merge in merges:
+            sources = merge.value if isinstance(merge, SequenceNode) else [merge]
+            for source in sources:
+                merged = self.walk(source, path, depth + 1)
+                if not isinstance(merged, Map):
+                    message = "'<<' must merge a mapping or a list of mappings"
+                    raise Problem(message, merged.line, path or None)
+                for name, entry in merged.items.items():
+                    items.setdefault(name, entry)
+        return Map(items, line)
+
+    def scalar(self, node: ScalarNode, path: str, line: int) -> Scalar:
+        text: str = node.value
+        tag: str = node.tag
+        if tag in (_TAG + "str", _TAG + "timestamp"):
+            sub = self.refs.substitute(text, self.env, line, path)
+            return Scalar(sub.value, line, sub.raw, sub.refs, sub.env_only)
+        construct = self.constructors.get(tag)
+        if construct is None:
+            raise Problem(f"unsupported YAML tag {_short(tag)}", line, path or None)
+        if len(text) > _MAX_NUMBER_CHARS:
+            raise Problem("number is too long", line, path or None)
+        try:
+            value = construct(node)
+        except Exception:  # whatever SafeConstructor raises on text that does not fit its tag
+            raise Problem(f"not a valid {_short(tag)} value", line, path or None) from None
+        return Scalar(value, line, self.refs.raw(text))
+
+
+def _short(tag: str) -> str:
+    return "!!" + tag[len(_TAG) :] if tag.startswith(_TAG) else tag
