@@ -1,0 +1,36 @@
+"""failover-router: Claude calls that survive Claude's bad days (the public face: re-exports only)."""
+
+from .breaker import BreakerInfo, BreakerStore, MemoryStore
+from .client import Router, acomplete, complete, default_router
+from .errors import AllModelsFailed, RouterError, UnknownRoute
+from .outcome import Kind
+from .policy import Policy, PolicyError, PolicyWarning, load_policy, parse_policy
+from .record import Attempt, RoutedMessage, Routing
+
+__all__ = [
+    "AllModelsFailed",
+    "Attempt",
+    "BreakerInfo",
+    "BreakerStore",
+    "Kind",
+    "MemoryStore",
+    "Policy",
+    "PolicyError",
+    "PolicyWarning",
+    "RoutedMessage",
+    "Router",
+    "RouterError",
+    "Routing",
+    "UnknownRoute",
+    "acomplete",
+    "complete",
+    "default_router",
+    "load_policy",
+    "parse_policy",
+]
+
+import logging as _logging
+
+# A library logs but never configures logging: without this, breaker warnings would reach stderr
+# through logging's last-resort handler in applications that have not set logging up.
+_logging.getLogger("router").addHandler(_logging.NullHandler())

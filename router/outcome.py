@@ -1,0 +1,175 @@
+"""Outcome classification: what one HTTP attempt's error means for the breaker and for the request."""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+
+
+class Kind(str, enum.Enum):
+    """The outcome of one attempt (or why a model was passed over without one)."""
+
+    SUCCESS = "success"
+    SERVER_FAILURE = "server_failure"  # counts toward the breaker
+    RATE_LIMITED = "rate_limited"  # model cools down until retry-after; not counted
+    ACCOUNT = "account"  # key / billing / permission problem; not counted
+    CALLER = "caller"  # the request itself is bad: raised at once, no failover
+    UNEXPECTED = "unexpected"  # not an API failure at all (a bug, a bad argument): raised at once
+    CANCELLED = "cancelled"  # the caller gave up; never the model's fault
+    # No request was sent to the model:
+    BREAKER_OPEN = "breaker_open"
+    COOLING_DOWN = "cooling_down"
+    SAME_CREDENTIALS = "same_credentials"  # an earlier model with these credentials got an account error
+    DEADLINE = "deadline"  # the request's own deadline ran out before this model could be tried
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: The classes a policy's `outcomes:` overrides may name.
+OVERRIDABLE = frozenset({Kind.SERVER_FAILURE, Kind.RATE_LIMITED, Kind.ACCOUNT, Kind.CALLER})
+
+_BY_STATUS: dict[int, Kind] = {
+    400: Kind.CALLER,
+    401: Kind.ACCOUNT,
+    402: Kind.ACCOUNT,
+    403: Kind.ACCOUNT,
+    404: Kind.CALLER,
+    408: Kind.SERVER_FAILURE,  # the server timed out waiting: transient, the SDK retries it too
+    409: Kind.SERVER_FAILURE,  # lock contention on Anthropic's side: transient, the SDK retries it too
+    413: Kind.CALLER,
+    422: Kind.CALLER,
+    429: Kind.RATE_LIMITED,
+}
+
+# An `error` event inside a 200 stream carries no status: classify it by its type.
+_BY_ERROR_TYPE: dict[str, Kind] = {
+    "api_error": Kind.SERVER_FAILURE,
+    "overloaded_error": Kind.SERVER_FAILURE,
+    "timeout_error": Kind.SERVER_FAILURE,
+    "rate_limit_error": Kind.RATE_LIMITED,
+    "authentication_error": Kind.ACCOUNT,
+    "permission_error": Kind.ACCOUNT,
+    "billing_error": Kind.ACCOUNT,
+    "invalid_request_error": Kind.CALLER,
+    "not_found_error": Kind.CALLER,
+    "request_too_large": Kind.CALLER,
+}
+
+# A 429 whose error code names a spend or billing limit will not lift in seconds: it is account-level.
+_ACCOUNT_CODE_WORDS = ("spend", "billing", "credit", "quota", "budget")
+
+# Names of the transport libraries whose exceptions mean "the connection failed" (matched by module,
+# since the SDKs re-export or wrap them differently from one version to the next).
+_TRANSPORT_MODULES = ("httpx2", "httpx", "httpcore", "h11", "h2", "aiohttp", "anyio")
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A classified failed attempt. `error` is the original exception (kept for re-raising and chaining)."""
+
+    kind: Kind
+    status: int | None
+    error_type: str | None
+    request_id: str | None
+    error: BaseException
+    retry_after: float | None = None  # seconds, from retry-after-ms / retry-after
+    should_retry: bool | None = None  # the server's x-should-retry header
+
+    @property
+    def counts(self) -> bool:
+        return self.kind is Kind.SERVER_FAILURE
+
+
+def classify_status(
+    status: int | None,
+    error_type: str | None,
+    error_code: str | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Kind:
+    """The outcome class of an error response, by (status, error.type); policy overrides win."""
+    if overrides:
+        for key in (error_type, str(status) if status is not None else None):
+            if key is not None and key in overrides:
+                return Kind(overrides[key])
+    if status is None or status == 200:
+        return _BY_ERROR_TYPE.get(error_type or "", Kind.SERVER_FAILURE)
+    if status == 429 and error_code and any(w in error_code.lower() for w in _ACCOUNT_CODE_WORDS):
+        return Kind.ACCOUNT
+    kind = _BY_STATUS.get(status)
+    if kind is not None:
+        return kind
+    return Kind.SERVER_FAILURE if status >= 500 else Kind.CALLER
+
+
+def parse_retry_after(headers: Mapping[str, str] | Any, now: float | None = None) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date), or None."""
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return max(0.0, float(ms) / 1000.0)
+        raw = headers.get("retry-after")
+        if raw is None:
+            return None
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(raw)
+            return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _should_retry(headers: Mapping[str, str] | Any) -> bool | None:
+    value = headers.get("x-should-retry")
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    return None
+
+
+def is_transport_error(exc: BaseException) -> bool:
+    """True for a raw connection-level exception from an HTTP stack, ssl or socket."""
+    if isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError, EOFError)):
+        return True
+    module = type(exc).__module__.split(".", 1)[0]
+    return module in _TRANSPORT_MODULES
+
+
+def is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, (TimeoutError, anthropic.APITimeoutError)) or "Timeout" in type(exc).__name__
+
+
+def classify(exc: BaseException, overrides: Mapping[str, str] | None = None) -> Failure:
+    """Map an exception raised by the anthropic SDK (or the transport under it) to a Failure."""
+    if isinstance(exc, anthropic.APIStatusError):
+        headers = exc.response.headers
+        status = exc.status_code
+        error_type: str | None = exc.type
+        kind = classify_status(status, error_type, exc.error_code, overrides)
+        return Failure(
+            kind=kind,
+            status=status,
+            error_type=error_type,
+            request_id=exc.request_id,
+            error=exc,
+            retry_after=parse_retry_after(headers),
+            should_retry=_should_retry(headers),
+        )
+    if isinstance(exc, anthropic.CredentialsError):
+        return Failure(Kind.ACCOUNT, None, "missing_credentials", None, exc)
+    if isinstance(exc, anthropic.APIResponseValidationError):
+        return Failure(Kind.SERVER_FAILURE, exc.status_code, "invalid_response", None, exc)
+    if isinstance(exc, anthropic.APIConnectionError) or is_transport_error(exc):
+        transport_type = "timeout" if is_timeout(exc) else "connection_error"
+        kind = classify_status(None, transport_type, None, overrides) if overrides else Kind.SERVER_FAILURE
+        return Failure(kind, None, transport_type, None, exc)
+    return Failure(Kind.UNEXPECTED, None, type(exc).__name__, None, exc)

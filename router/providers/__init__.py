@@ -1,0 +1,40 @@
+"""What a provider is (call / acall / classify / close) and how one is made for a policy entry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from anthropic.types import Message
+
+from ..outcome import Failure
+from ..policy import ModelConfig
+
+
+class Provider(Protocol):
+    """Calls one model. One instance per model, created once; its SDK clients are reused across calls."""
+
+    config: ModelConfig
+
+    def call(self, params: Mapping[str, Any], timeout: float) -> Message: ...
+
+    async def acall(self, params: Mapping[str, Any], timeout: float) -> Message: ...
+
+    def classify(self, exc: BaseException) -> Failure: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def make_provider(config: ModelConfig) -> Provider:
+    """The provider for a policy entry. Heavy SDKs (litellm) are imported only when a policy names them."""
+    if config.provider == "anthropic":
+        from .anthropic import AnthropicProvider
+
+        return AnthropicProvider(config)
+    if config.provider == "litellm":
+        from .litellm_provider import LitellmProvider
+
+        return LitellmProvider(config)
+    raise ValueError(f"unknown provider {config.provider!r}")  # the policy loader rejects these first

@@ -1,0 +1,88 @@
+"""Claude through the official anthropic SDK: one sync and one async client per model, no SDK retries."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import anthropic
+from anthropic.types import Message
+
+from ..outcome import Failure, classify
+from ..policy import ModelConfig
+
+
+class AnthropicProvider:
+    """Calls one Claude model. Clients are made on first use and then reused for every call."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self._overrides = config.outcomes
+        t = config.timeout
+        self._timeout = anthropic.Timeout(t.read, connect=t.connect)
+        self._sync: anthropic.Anthropic | None = None
+        self._async: anthropic.AsyncAnthropic | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"AnthropicProvider({self.config.alias!r}, model={self.config.model!r})"
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"max_retries": 0, "timeout": self._timeout}
+        if self.config.api_key is not None:
+            kwargs["api_key"] = self.config.api_key.reveal()
+        if self.config.base_url is not None:
+            kwargs["base_url"] = self.config.base_url
+        return kwargs
+
+    def _sync_client(self) -> anthropic.Anthropic:
+        with self._lock:
+            if self._sync is None:
+                self._sync = anthropic.Anthropic(**self._client_kwargs())
+            return self._sync
+
+    def _async_client(self) -> anthropic.AsyncAnthropic:
+        with self._lock:
+            if self._async is None:
+                self._async = anthropic.AsyncAnthropic(**self._client_kwargs())
+            return self._async
+
+    def _timeout_for(self, budget: float) -> anthropic.Timeout:
+        t = self.config.timeout
+        if budget >= t.read:
+            return self._timeout
+        return anthropic.Timeout(budget, connect=min(t.connect, budget))
+
+    def call(self, params: Mapping[str, Any], timeout: float) -> Message:
+        client = self._sync or self._sync_client()
+        message: Message = client.messages.create(
+            model=self.config.model, timeout=self._timeout_for(timeout), **params
+        )
+        return message
+
+    async def acall(self, params: Mapping[str, Any], timeout: float) -> Message:
+        client = self._async or self._async_client()
+        message: Message = await client.messages.create(
+            model=self.config.model, timeout=self._timeout_for(timeout), **params
+        )
+        return message
+
+    def classify(self, exc: BaseException) -> Failure:
+        return classify(exc, self._overrides)
+
+    def close(self) -> None:
+        # The async client's connections belong to the event loop that used them and can only be closed
+        # from it (aclose()); here it is just dropped.
+        with self._lock:
+            sync, self._sync = self._sync, None
+            self._async = None
+        if sync is not None:
+            sync.close()
+
+    async def aclose(self) -> None:
+        with self._lock:
+            aclient, self._async = self._async, None
+        if aclient is not None:
+            await aclient.close()
+        self.close()

@@ -1,0 +1,80 @@
+"""What happened to one request: its attempts, its routing record, and the message that carries them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from anthropic.types import Message
+
+from .outcome import Kind
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of one model, or one model passed over without a request (then `status` is None)."""
+
+    model: str  # alias (policy key)
+    outcome: Kind
+    status: int | None = None
+    error_type: str | None = None
+    request_id: str | None = None
+    duration_s: float = 0.0
+    probe: bool = False  # this attempt was the half-open probe
+    detail: str | None = None  # a short, secret-free note (e.g. "retry-after 2.0s")
+
+    @property
+    def sent(self) -> bool:
+        """True if a request reached (or was sent towards) the model."""
+        return self.outcome not in _NOT_SENT
+
+
+_NOT_SENT = frozenset({Kind.BREAKER_OPEN, Kind.COOLING_DOWN, Kind.SAME_CREDENTIALS, Kind.DEADLINE})
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """How a request was served: by which model, on which route, after which attempts."""
+
+    model: str
+    route: str
+    attempts: tuple[Attempt, ...]
+
+
+class RoutedMessage(Message):
+    """An `anthropic.types.Message` that also says how it was routed (`.routing`)."""
+
+    @property
+    def routing(self) -> Routing:
+        private = self.__pydantic_private__
+        return private["routing"]  # type: ignore[index,no-any-return]
+
+
+def attach_routing(message: Message, routing: Routing) -> RoutedMessage:
+    """Turn the SDK's message into a RoutedMessage in place: O(1), no copy, no re-validation."""
+    message.__class__ = RoutedMessage
+    private: dict[str, Any] = dict(message.__pydantic_private__ or {})
+    private["routing"] = routing
+    object.__setattr__(message, "__pydantic_private__", private)
+    return message  # type: ignore[return-value]
+
+
+def format_attempts(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
+    """One line per attempt, for exception messages and logs."""
+    lines = []
+    for i, a in enumerate(attempts, 1):
+        parts = [f"{i}. {a.model}: {a.outcome.value}"]
+        if a.status is not None:
+            parts.append(f"status={a.status}")
+        if a.error_type:
+            parts.append(f"type={a.error_type}")
+        if a.request_id:
+            parts.append(f"request_id={a.request_id}")
+        if a.probe:
+            parts.append("probe")
+        if a.sent:
+            parts.append(f"{a.duration_s * 1000:.0f}ms")
+        if a.detail:
+            parts.append(f"({a.detail})")
+        lines.append(" ".join(parts))
+    return "\n".join(lines)
