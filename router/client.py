@@ -57,6 +57,7 @@ class Router:
         rng: random.Random | None = None,
         watch: bool = True,
         on_transition: TransitionHook | None = None,
+        warm_up: bool = False,
     ) -> None:
         self._clock = clock
         self._rng = rng or random.Random()
@@ -65,6 +66,11 @@ class Router:
         self._lock = threading.Lock()
         self._retired: list[Provider] = []
         self._current = self._build(policy, None)
+        if warm_up:  # import heavy provider SDKs (litellm) now instead of on their first call
+            for target in self._current.targets.values():
+                warm = getattr(target.provider, "warm_up", None)
+                if warm is not None:
+                    warm()
         self._watch_path = policy.source if watch and os.path.isfile(policy.source) else None
         self._file_stamp = self._stamp()
         self._next_check = time.monotonic() + 1.0

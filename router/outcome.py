@@ -141,7 +141,7 @@ def is_transport_error(exc: BaseException) -> bool:
     if isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError, EOFError)):
         return True
     module = type(exc).__module__.split(".", 1)[0]
-    return module in _TRANSPORT_MODULES
+    return module in _TRANSPORT_MODULES and "StatusError" not in type(exc).__name__
 
 
 def is_timeout(exc: BaseException) -> bool:
@@ -173,3 +173,54 @@ def classify(exc: BaseException, overrides: Mapping[str, str] | None = None) -> 
         kind = classify_status(None, transport_type, None, overrides) if overrides else Kind.SERVER_FAILURE
         return Failure(kind, None, transport_type, None, exc)
     return Failure(Kind.UNEXPECTED, None, type(exc).__name__, None, exc)
+
+
+def _error_type_of(response: Any) -> str | None:
+    try:
+        body = response.json()
+    except Exception:  # HTML, empty or truncated bodies carry no error type
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    value = error.get("type") if isinstance(error, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def classify_chain(
+    exc: BaseException, overrides: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None
+) -> Failure:
+    """Classify an exception that wraps the real one (litellm's): the innermost HTTP status or transport
+    error on the cause chain is the truth. litellm reports an Anthropic 529 as a 500 and a refused
+    connection as a 500; the httpx error underneath says what really happened."""
+    truth: BaseException | None = None
+    link: BaseException | None = exc
+    for _ in range(16):
+        if link is None:
+            break
+        response = getattr(link, "response", None)
+        if is_transport_error(link) or (
+            type(link).__name__ == "HTTPStatusError" and isinstance(getattr(response, "status_code", None), int)
+        ):
+            truth = link
+        link = link.__cause__ or link.__context__
+    if truth is not None and truth is not exc and is_transport_error(truth):
+        transport_type = "timeout" if is_timeout(truth) else "connection_error"
+        return Failure(classify_status(None, transport_type, None, overrides), None, transport_type, None, exc)
+    response = getattr(truth, "response", None) if truth is not None else None
+    status = getattr(response, "status_code", None)
+    if not isinstance(status, int):
+        status = getattr(exc, "status_code", None)
+        if not isinstance(status, int):
+            return Failure(Kind.UNEXPECTED, None, type(exc).__name__, None, exc)
+    if is_timeout(exc) and response is None:
+        return Failure(classify_status(None, "timeout", None, overrides), None, "timeout", None, exc)
+    hdrs: Mapping[str, str] | Any = headers if headers is not None else getattr(response, "headers", None) or {}
+    error_type = _error_type_of(response) if response is not None else None
+    return Failure(
+        kind=classify_status(status, error_type, None, overrides),
+        status=status,
+        error_type=error_type,
+        request_id=hdrs.get("request-id") or hdrs.get("x-request-id"),
+        error=exc,
+        retry_after=parse_retry_after(hdrs),
+        should_retry=_should_retry(hdrs),
+    )

@@ -200,13 +200,14 @@ def _tokens(ex: _Exchange, fault: Fault, deltas: int) -> tuple[int, int]:
 async def _ok_json(ex: _Exchange, fault: Fault) -> bool:
     text = fault.text_for(ex.model)
     input_tokens, output_tokens = _tokens(ex, fault, len(fault.deltas_for(ex.model)))
+    tool = (f"toolu_fake_{ex.number}", *fault.tool_use) if fault.tool_use else None
     if ex.api == "openai":
         body = wire.openai_completion(
-            f"chatcmpl-fake-{ex.number}", ex.model, text, fault.stop_reason, input_tokens, output_tokens
+            f"chatcmpl-fake-{ex.number}", ex.model, text, fault.stop_reason, input_tokens, output_tokens, tool
         )
     else:
         body = wire.anthropic_message(
-            f"msg_fake_{ex.number}", ex.model, text, fault.stop_reason, input_tokens, output_tokens
+            f"msg_fake_{ex.number}", ex.model, text, fault.stop_reason, input_tokens, output_tokens, tool
         )
     headers = ex.id_headers() + ex.conn_headers()
     return await _send_simple(ex.conn, 200, "application/json", body, headers)

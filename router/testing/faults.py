@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = ["DEFAULT_ERROR_TYPES", "Fault", "FaultKind", "split_words"]
 
@@ -88,6 +89,7 @@ class Fault:
     headers: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
     after: int = 0
+    tool_use: tuple[str, str] | None = None  # (tool name, input as JSON) for a non-streaming tool call
 
     # -- constructors ------------------------------------------------------------------------
 
@@ -101,9 +103,18 @@ class Fault:
         stop_reason: str = "end_turn",
         input_tokens: int | None = None,
         output_tokens: int | None = None,
+        tool_use: tuple[str, Mapping[str, Any]] | None = None,
     ) -> Fault:
-        """A success: JSON message, or a complete SSE stream when the request streams."""
+        """A success: JSON message, or a complete SSE stream when the request streams.
+
+        ``tool_use=(name, input)`` adds a tool call after the text (non-streaming responses) and makes
+        the stop reason ``tool_use`` (``tool_calls`` on the OpenAI endpoint).
+        """
+        tool = (tool_use[0], json.dumps(dict(tool_use[1]))) if tool_use is not None else None
+        if tool is not None and stop_reason == "end_turn":
+            stop_reason = "tool_use"
         return cls(
+            tool_use=tool,
             kind="ok",
             text=text,
             deltas=_deltas(deltas),

@@ -99,16 +99,26 @@ def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
 
 
 def anthropic_message(
-    msg_id: str, model: str, text: str, stop_reason: str, input_tokens: int, output_tokens: int
+    msg_id: str,
+    model: str,
+    text: str,
+    stop_reason: str,
+    input_tokens: int,
+    output_tokens: int,
+    tool_use: tuple[str, str, str] | None = None,
 ) -> bytes:
-    """A complete non-streaming Message."""
+    """A complete non-streaming Message; `tool_use` is (id, name, input JSON) for a tool call after the text."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    if tool_use is not None:
+        tool_id, name, arguments = tool_use
+        content.append({"type": "tool_use", "id": tool_id, "name": name, "input": json.loads(arguments)})
     return dumps(
         {
             "id": msg_id,
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": text}],
+            "content": content,
             "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": _usage(input_tokens, output_tokens),
@@ -189,9 +199,21 @@ def _openai_usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
 
 
 def openai_completion(
-    completion_id: str, model: str, text: str, stop_reason: str, input_tokens: int, output_tokens: int
+    completion_id: str,
+    model: str,
+    text: str,
+    stop_reason: str,
+    input_tokens: int,
+    output_tokens: int,
+    tool_use: tuple[str, str, str] | None = None,
 ) -> bytes:
-    """A complete non-streaming ``chat.completion``."""
+    """A complete non-streaming ``chat.completion``; `tool_use` is (id, name, arguments JSON)."""
+    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+    if tool_use is not None:
+        tool_id, name, arguments = tool_use
+        message["tool_calls"] = [
+            {"id": tool_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        ]
     return dumps(
         {
             "id": completion_id,
@@ -201,7 +223,7 @@ def openai_completion(
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "message": message,
                     "logprobs": None,
                     "finish_reason": _FINISH_REASONS.get(stop_reason, "stop"),
                 }
