@@ -2,7 +2,7 @@
 
 from .breaker import BreakerInfo, BreakerStore, MemoryStore
 from .client import Router, acomplete, complete, default_router
-from .errors import AllModelsFailed, RouterError, UnknownRoute
+from .errors import AllModelsFailed, RouterError, StreamInterrupted, UnknownRoute
 from .outcome import Kind
 from .policy import Policy, PolicyError, PolicyWarning, load_policy, parse_policy
 from .record import Attempt, RoutedMessage, Routing
@@ -21,6 +21,7 @@ __all__ = [
     "Router",
     "RouterError",
     "Routing",
+    "StreamInterrupted",
     "UnknownRoute",
     "acomplete",
     "complete",

@@ -14,6 +14,8 @@ from router._values import DURATION_FORMS, MAX_SECONDS, Problem, format_seconds,
 from router._yamlnodes import Map, Node, Scalar, Seq, describe, join, to_plain
 
 PROVIDERS = ("anthropic", "litellm")
+RESUME_METHODS = ("prefill", "continue", "restart")
+ON_INTERRUPT = ("resume", "raise")
 OUTCOME_CLASSES = ("server_failure", "rate_limited", "account", "caller")
 KNOWN_ERROR_TYPES = (
     "invalid_request_error",
@@ -227,6 +229,23 @@ def _outcome_class(node: Node, key: str) -> str:
     return name
 
 
+def _choice(options: tuple[str, ...]) -> Check:
+    def check(node: Node, key: str) -> str:
+        name = _text(node, key)
+        if name not in options:
+            raise Problem(f"unknown value '{name}' (use one of: {', '.join(options)})", node.line, key,
+                          suggest(name, options))
+        return name
+
+    return check
+
+
+def _flag(node: Node, key: str) -> bool:
+    if not isinstance(node, Scalar) or not isinstance(node.value, bool):
+        raise Problem(f"expected true or false, got {describe(node)}", node.line, key)
+    return node.value
+
+
 def _chain(node: Node, key: str) -> tuple[Entry, ...]:
     if not isinstance(node, Seq):
         what = describe(node)
@@ -257,7 +276,8 @@ _BREAKER = Section(
 )
 _BACKOFF = Section({"initial": _duration(zero_ok=True), "max": _duration(zero_ok=True), "jitter": _fraction})
 _RETRY = Section({"attempts": _integer(1, 100), "backoff": _BACKOFF})
-_TIMEOUT = Section({name: _duration(zero_ok=False) for name in ("connect", "read", "total")})
+_TIMEOUT = Section({name: _duration(zero_ok=False) for name in ("connect", "read", "total", "stream_idle")})
+_STREAMING = Section({"on_interrupt": _choice(ON_INTERRUPT), "pings_reset_idle": _flag})
 _OUTCOMES = Open(_outcome_class, _outcome_name, "outcome override")
 _DEFAULTS = Section({"breaker": _BREAKER, "retry": _RETRY, "timeout": _TIMEOUT, "outcomes": _OUTCOMES})
 _MODEL = Section(
@@ -271,6 +291,7 @@ _MODEL = Section(
         "timeout": _TIMEOUT,
         "outcomes": _OUTCOMES,
         "params": _params,
+        "resume": _choice(RESUME_METHODS),
     },
     required=("provider", "model"),
 )
@@ -279,6 +300,7 @@ TOP = Section(
     {
         "version": check_version,
         "defaults": _DEFAULTS,
+        "streaming": _STREAMING,
         "models": Open(_MODEL, _name, "model", non_empty=True),
         "routes": Open(_route, _name, "route", non_empty=True),
     },

@@ -32,9 +32,18 @@ class Admission(enum.Enum):
     """The answer to "may I call this model now?"."""
 
     PERMIT = "permit"  # closed: go ahead
-    PROBE = "probe"  # half-open and you hold the single probe lease: go ahead, report back with probe=True
     OPEN = "open"  # do not call; move on
     COOLING = "cooling"  # rate limited until a retry-after passes; do not call
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The answer "half-open, and you are the probe": go ahead, and report back with `probe=` this lease.
+
+    A report carrying a lease that is no longer the current one (it expired and another probe took
+    over) changes nothing, so a late probe can never close, reopen or free another probe's breaker."""
+
+    token: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +69,15 @@ class BreakerStore(Protocol):
 
     def forget(self, alias: str) -> None: ...
 
-    def admit(self, alias: str, now: float, lease_ttl: float) -> Admission: ...
+    def admit(self, alias: str, now: float, lease_ttl: float) -> Admission | Lease: ...
 
-    def record_success(self, alias: str, now: float, *, probe: bool) -> None: ...
+    def record_success(self, alias: str, now: float, *, probe: Lease | None) -> None: ...
 
-    def record_failure(self, alias: str, now: float, *, probe: bool) -> bool:
+    def record_failure(self, alias: str, now: float, *, probe: Lease | None) -> bool:
         """Count a failure; open the breaker if it reaches the threshold. True if the breaker is open."""
         ...
 
-    def release(self, alias: str, *, probe: bool) -> None:
+    def release(self, alias: str, *, probe: Lease | None) -> None:
         """A neutral outcome (caller error, cancellation): nothing changes but the probe lease is freed."""
         ...
 
@@ -87,7 +96,7 @@ _PYBREAKER_NAMES = {
 class _Slot:
     """One model's breaker: pybreaker's state and counter, plus the monotonic times pybreaker lacks."""
 
-    __slots__ = ("breaker", "config", "cooling_until", "lease_until", "lock", "opened_at", "retry_at",
+    __slots__ = ("breaker", "config", "cooling_until", "lease", "lease_until", "lock", "opened_at", "retry_at",
                  "storage", "wait")
 
     def __init__(self, alias: str, config: BreakerConfig) -> None:
@@ -104,11 +113,19 @@ class _Slot:
         self.opened_at: float | None = None
         self.retry_at: float | None = None
         self.lease_until: float | None = None
+        self.lease = 0  # token of the newest probe lease
         self.cooling_until: float | None = None
 
     @property
     def state(self) -> str:
         return _PYBREAKER_NAMES[self.storage.state]
+
+    def holds(self, probe: Lease | None) -> bool:
+        """Is `probe` the current, unexpired-by-report probe lease of a half-open breaker?"""
+        return (
+            probe is not None and probe.token == self.lease and self.lease_until is not None
+            and self.state == "half_open"
+        )
 
     def open(self, now: float, wait: float) -> None:
         self.wait = wait
@@ -156,7 +173,7 @@ class MemoryStore:
         except KeyError:
             raise KeyError(f"no breaker for model {alias!r}; configure() it first") from None
 
-    def admit(self, alias: str, now: float, lease_ttl: float) -> Admission:
+    def admit(self, alias: str, now: float, lease_ttl: float) -> Admission | Lease:
         slot = self._slot(alias)
         state = slot.storage.state
         if state == pybreaker.STATE_CLOSED:
@@ -164,6 +181,7 @@ class MemoryStore:
                 return Admission.COOLING
             return Admission.PERMIT
         transition: tuple[str, str] | None = None
+        decision: Admission | Lease
         with slot.lock:
             state = slot.state
             if state == "closed":
@@ -182,33 +200,34 @@ class MemoryStore:
                     slot.breaker.half_open()
                     transition = ("open", "half_open")
                 slot.lease_until = now + lease_ttl
-                decision = Admission.PROBE
+                slot.lease += 1
+                decision = Lease(slot.lease)
         if transition:
             self._emit(alias, *transition)
         if decision is Admission.PERMIT and slot.cooling_until is not None and now < slot.cooling_until:
             return Admission.COOLING
         return decision
 
-    def record_success(self, alias: str, now: float, *, probe: bool) -> None:
+    def record_success(self, alias: str, now: float, *, probe: Lease | None) -> None:
         slot = self._slot(alias)
-        if not probe:
+        if probe is None:
             if slot.storage.state == pybreaker.STATE_CLOSED and slot.storage.counter:
                 with slot.lock:
                     if slot.state == "closed":
                         slot.storage.reset_counter()
             return
         with slot.lock:
-            if slot.state != "half_open" or slot.lease_until is None:
+            if not slot.holds(probe):
                 return  # a stale probe whose lease already expired
             slot.close()
         self._emit(alias, "half_open", "closed")
 
-    def record_failure(self, alias: str, now: float, *, probe: bool) -> bool:
+    def record_failure(self, alias: str, now: float, *, probe: Lease | None) -> bool:
         slot = self._slot(alias)
         with slot.lock:
             state = slot.state
-            if probe:
-                if state != "half_open" or slot.lease_until is None:
+            if probe is not None:
+                if not slot.holds(probe):
                     return True
                 slot.reopen_after_failed_probe(now)
                 transition = ("half_open", "open")
@@ -223,12 +242,12 @@ class MemoryStore:
         self._emit(alias, *transition)
         return True
 
-    def release(self, alias: str, *, probe: bool) -> None:
-        if not probe:
+    def release(self, alias: str, *, probe: Lease | None) -> None:
+        if probe is None:
             return
         slot = self._slot(alias)
         with slot.lock:
-            if slot.state == "half_open":
+            if slot.holds(probe):
                 slot.lease_until = None
 
     def cool_down(self, alias: str, until: float) -> None:

@@ -18,6 +18,8 @@ from .errors import UnknownRoute
 from .policy import ModelConfig, Policy, PolicyError, load_policy
 from .providers import Provider, make_provider
 from .record import RoutedMessage
+from .stream_state import Stitcher
+from .streaming import AsyncRoutedStream, RoutedStream
 
 log = logging.getLogger("router")
 
@@ -100,7 +102,34 @@ class Router:
         """Like `await anthropic.AsyncAnthropic().messages.create(...)`, with failover."""
         return await engine.arun(self._plan(route, timeout, params), params)
 
-    def _plan(self, route: str, timeout: float | None, params: Mapping[str, Any]) -> engine.Plan:
+    def stream(
+        self, *, route: str = "default", timeout: float | None = None, on_interrupt: str | None = None,
+        **params: Any,
+    ) -> RoutedStream:
+        """Like `anthropic.Anthropic().messages.stream(...)`, failing over before and after the first token.
+
+        `on_interrupt` ("resume" or "raise") overrides the policy's `streaming.on_interrupt` for this call.
+        """
+        stitcher = self._stitcher(on_interrupt)
+        return RoutedStream(self._plan(route, timeout, params, stitcher), stitcher, params)
+
+    def astream(
+        self, *, route: str = "default", timeout: float | None = None, on_interrupt: str | None = None,
+        **params: Any,
+    ) -> AsyncRoutedStream:
+        """Like `anthropic.AsyncAnthropic().messages.stream(...)`; use with `async with`."""
+        stitcher = self._stitcher(on_interrupt)
+        return AsyncRoutedStream(self._plan(route, timeout, params, stitcher), stitcher, params)
+
+    def _stitcher(self, on_interrupt: str | None) -> Stitcher:
+        mode = on_interrupt or self._current.policy.streaming.on_interrupt
+        if mode not in ("resume", "raise"):
+            raise ValueError(f"on_interrupt must be 'resume' or 'raise', not {mode!r}")
+        return Stitcher(mode)
+
+    def _plan(
+        self, route: str, timeout: float | None, params: Mapping[str, Any], stream: Stitcher | None = None
+    ) -> engine.Plan:
         for name, why in _RESERVED.items():
             if name in params:
                 raise TypeError(f"{name}= is not accepted here: {why}")
@@ -111,7 +140,7 @@ class Router:
             raise UnknownRoute(route, list(snapshot.routes)) from None
         now = self._clock()
         deadline = now + timeout if timeout is not None else None
-        return engine.plan(route, chain, self._store, self._clock, self._rng, deadline)
+        return engine.plan(route, chain, self._store, self._clock, self._rng, deadline, stream)
 
     # -- state ------------------------------------------------------------------------------------
 

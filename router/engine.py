@@ -17,12 +17,13 @@ from typing import Any
 
 from anthropic.types import Message
 
-from .breaker import Admission, BreakerStore
-from .errors import AllModelsFailed
+from .breaker import Admission, BreakerStore, Lease
+from .errors import AllModelsFailed, StreamInterrupted
 from .outcome import Failure, Kind
 from .policy import BackoffConfig, ModelConfig
 from .providers import Provider
 from .record import Attempt, RoutedMessage, Routing, attach_routing
+from .stream_state import Stitcher
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +40,7 @@ class Target:
 class Call:
     target: Target
     timeout: float  # seconds this attempt may take at most
-    probe: bool
+    probe: Lease | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +72,25 @@ def plan(
     clock: Callable[[], float],
     rng: random.Random,
     deadline: float | None = None,
+    stream: Stitcher | None = None,
 ) -> Plan:
-    """Serve one request from the first model of `chain` that can answer."""
+    """Serve one request from the first model of `chain` that can answer.
+
+    With `stream`, the request is a stream: models that cannot take over a stream that already sent
+    content are passed over, and an interruption that cannot be resumed raises StreamInterrupted.
+    """
     attempts: list[Attempt] = []
     spent_credentials: set[str] = set()
     last: Failure | None = None
     for target in chain:
         alias = target.alias
+        config = target.config
         if target.credentials in spent_credentials:
             attempts.append(Attempt(alias, Kind.SAME_CREDENTIALS))
             continue
-        config = target.config
+        if stream is not None and not stream.can_take_over(config):
+            attempts.append(Attempt(alias, Kind.CANNOT_RESUME))
+            continue
         retry = config.retry
         model_deadline = clock() + config.timeout.total
         if deadline is not None and deadline < model_deadline:
@@ -99,7 +108,8 @@ def plan(
             if admission is Admission.COOLING:
                 attempts.append(Attempt(alias, Kind.COOLING_DOWN))
                 break
-            probe = admission is Admission.PROBE
+            probe = admission if isinstance(admission, Lease) else None
+            note = stream.begin(config) if stream is not None else None
             try:
                 reply = yield Call(target, remaining, probe)
             except GeneratorExit:  # the caller cancelled: never the model's fault
@@ -111,19 +121,26 @@ def plan(
                 store.record_success(alias, ended, probe=probe)
                 attempts.append(
                     Attempt(alias, Kind.SUCCESS, 200, None, getattr(reply, "_request_id", None),
-                            ended - started, probe)
+                            ended - started, probe is not None, note)
                 )
                 return attach_routing(reply, Routing(alias, route, tuple(attempts)))
 
             last = reply
-            detail = f"retry-after {reply.retry_after:g}s" if reply.retry_after is not None else None
+            detail = reply.note or (f"retry-after {reply.retry_after:g}s" if reply.retry_after is not None else None)
             attempts.append(
                 Attempt(alias, reply.kind, reply.status, reply.error_type, reply.request_id,
-                        ended - started, probe, detail)
+                        ended - started, probe is not None, detail)
             )
-            if reply.kind is Kind.SERVER_FAILURE:
-                opened = store.record_failure(alias, ended, probe=probe)
-                if opened or probe or reply.should_retry is False or n + 1 >= retry.attempts:
+            counted = reply.kind is Kind.SERVER_FAILURE
+            opened = store.record_failure(alias, ended, probe=probe) if counted else False
+            if not counted:
+                store.release(alias, probe=probe)
+            if stream is not None:
+                interrupted = stream.interrupted(reply, attempts)
+                if interrupted is not None:
+                    raise interrupted from reply.error
+            if counted:
+                if opened or probe is not None or reply.should_retry is False or n + 1 >= retry.attempts:
                     break
                 delay = backoff_delay(retry.backoff, n, rng)
                 if reply.retry_after is not None and reply.retry_after > delay:
@@ -132,8 +149,6 @@ def plan(
                     break  # the wait would outlast this model's budget: move on now
                 yield Sleep(delay)
                 continue
-
-            store.release(alias, probe=probe)
             if reply.kind in (Kind.CALLER, Kind.UNEXPECTED):
                 raise reply.error  # the fallback would fail the same way: the SDK's own exception, unchanged
             if reply.kind is Kind.RATE_LIMITED and reply.retry_after is not None:
@@ -141,6 +156,8 @@ def plan(
             elif reply.kind is Kind.ACCOUNT and (reply.status in _KEY_WIDE_STATUSES or reply.status is None):
                 spent_credentials.add(target.credentials)
             break
+    if stream is not None and stream.emitted:
+        raise StreamInterrupted(stream.partial_text(), stream.snapshot(), attempts, "no model left to resume on")
     raise AllModelsFailed(route, attempts) from (last.error if last else None)
 
 

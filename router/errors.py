@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .record import Attempt, format_attempts
+
+if TYPE_CHECKING:
+    from anthropic.types import Message
 
 
 class RouterError(Exception):
@@ -33,3 +37,24 @@ class UnknownRoute(RouterError, LookupError):
     def __init__(self, route: str, known: Sequence[str]) -> None:
         self.route = route
         super().__init__(f"no route named {route!r} in the policy; routes: {', '.join(sorted(known))}")
+
+
+class StreamInterrupted(RouterError):
+    """A stream broke after content reached the caller and could not be resumed.
+
+    `.partial_text` is the text the caller received, `.partial_message` the message so far
+    (stop_reason None), `.attempts` every try, `.reason` why it was not resumed.
+    """
+
+    def __init__(self, partial_text: str, partial_message: Message, attempts: Sequence[Attempt], reason: str) -> None:
+        self.partial_text = partial_text
+        self.partial_message = partial_message
+        self.attempts = tuple(attempts)
+        self.reason = reason
+        super().__init__(
+            f"stream interrupted after {len(partial_text)} chars and not resumed: {reason}:\n"
+            f"{format_attempts(self.attempts)}"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.partial_text, self.partial_message, self.attempts, self.reason))

@@ -28,6 +28,7 @@ class Kind(str, enum.Enum):
     COOLING_DOWN = "cooling_down"
     SAME_CREDENTIALS = "same_credentials"  # an earlier model with these credentials got an account error
     DEADLINE = "deadline"  # the request's own deadline ran out before this model could be tried
+    CANNOT_RESUME = "cannot_resume"  # a broken stream cannot continue on this model (resume: restart)
 
     def __str__(self) -> str:
         return self.value
@@ -82,6 +83,7 @@ class Failure:
     error: BaseException
     retry_after: float | None = None  # seconds, from retry-after-ms / retry-after
     should_retry: bool | None = None  # the server's x-should-retry header
+    note: str | None = None  # where it happened, for the attempt record (e.g. after how much streamed text)
 
     @property
     def counts(self) -> bool:

@@ -37,6 +37,7 @@ __all__ = [
     "RetryConfig",
     "Route",
     "Secret",
+    "StreamingConfig",
     "TimeoutConfig",
     "load_policy",
     "parse_policy",
@@ -94,6 +95,13 @@ class TimeoutConfig:
     connect: float = 5.0
     read: float = 60.0
     total: float = 600.0
+    stream_idle: float = 30.0  # the longest silence between stream events before the stream counts as stalled
+
+
+@dataclass(frozen=True, slots=True)
+class StreamingConfig:
+    on_interrupt: str = "resume"  # "resume" on the next model, or "raise" StreamInterrupted
+    pings_reset_idle: bool = True  # False: a stream that sends only pings for stream_idle counts as stalled
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +117,7 @@ class ModelConfig:
     outcomes: Mapping[str, str] = field(default_factory=_empty, hash=False)
     params: Mapping[str, Any] = field(default_factory=_empty, hash=False, repr=False)  # may hold secrets
     line: int = 0
+    resume: str | None = None  # how a broken stream resumes on this model; None: chosen by provider/model
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +133,7 @@ class Policy:
     models: Mapping[str, ModelConfig] = field(hash=False)
     routes: Mapping[str, Route] = field(hash=False)
     source: str
+    streaming: StreamingConfig = StreamingConfig()
 
 
 class PolicyError(ValueError):
@@ -257,9 +267,11 @@ def _build(root: Node | None, file: str, notes: list[str]) -> Policy:
             outcomes=outcomes,
             params=fields["params"].value if "params" in fields else _empty(),
             line=given.line,
+            resume=fields["resume"].value if "resume" in fields else None,
         )
     routes = _routes(top["routes"].value, models)
-    return Policy(1, MappingProxyType(models), MappingProxyType(routes), file)
+    streaming = StreamingConfig(**_leaves(top.get("streaming")))
+    return Policy(1, MappingProxyType(models), MappingProxyType(routes), file, streaming)
 
 
 def _leaves(section: Given | None) -> dict[str, Any]:

@@ -29,7 +29,9 @@ class Attempt:
         return self.outcome not in _NOT_SENT
 
 
-_NOT_SENT = frozenset({Kind.BREAKER_OPEN, Kind.COOLING_DOWN, Kind.SAME_CREDENTIALS, Kind.DEADLINE})
+_NOT_SENT = frozenset(
+    {Kind.BREAKER_OPEN, Kind.COOLING_DOWN, Kind.SAME_CREDENTIALS, Kind.DEADLINE, Kind.CANNOT_RESUME}
+)
 
 
 @dataclass(frozen=True, slots=True)

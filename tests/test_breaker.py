@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from router.breaker import Admission, MemoryStore
+from router.breaker import Admission, Lease, MemoryStore
 from router.engine import backoff_delay
 from router.policy import BackoffConfig, BreakerConfig
 
@@ -26,30 +26,30 @@ def store_with(config: BreakerConfig = CFG, hook=None) -> MemoryStore:
 def trip(store: MemoryStore, now: float = 0.0) -> None:
     for _ in range(CFG.failure_threshold):
         assert store.admit("m", now, TTL) is Admission.PERMIT
-        store.record_failure("m", now, probe=False)
+        store.record_failure("m", now, probe=None)
 
 
 def test_opens_exactly_at_threshold() -> None:
     store = store_with()
-    assert store.record_failure("m", 0.0, probe=False) is False
-    assert store.record_failure("m", 0.0, probe=False) is False
+    assert store.record_failure("m", 0.0, probe=None) is False
+    assert store.record_failure("m", 0.0, probe=None) is False
     assert store.info("m", 0.0).state == "closed"
     assert store.info("m", 0.0).failures == 2
-    assert store.record_failure("m", 1.0, probe=False) is True
+    assert store.record_failure("m", 1.0, probe=None) is True
     info = store.info("m", 1.0)
     assert (info.state, info.opened_at, info.retry_at) == ("open", 1.0, 11.0)
 
 
 def test_success_resets_count_and_neutral_changes_nothing() -> None:
     store = store_with()
-    store.record_failure("m", 0.0, probe=False)
-    store.record_failure("m", 0.0, probe=False)
-    store.release("m", probe=False)  # a 400 or a cancellation
+    store.record_failure("m", 0.0, probe=None)
+    store.record_failure("m", 0.0, probe=None)
+    store.release("m", probe=None)  # a 400 or a cancellation
     assert store.info("m", 0.0).failures == 2
-    store.record_success("m", 0.0, probe=False)
+    store.record_success("m", 0.0, probe=None)
     assert store.info("m", 0.0).failures == 0
-    store.record_failure("m", 0.0, probe=False)
-    store.record_failure("m", 0.0, probe=False)
+    store.record_failure("m", 0.0, probe=None)
+    store.record_failure("m", 0.0, probe=None)
     assert store.info("m", 0.0).state == "closed"
 
 
@@ -64,7 +64,8 @@ def test_open_admits_nobody_until_reset_timeout() -> None:
 def test_half_open_lets_exactly_one_probe_through() -> None:
     store = store_with()
     trip(store)
-    assert store.admit("m", 10.0, TTL) is Admission.PROBE
+    lease = store.admit("m", 10.0, TTL)
+    assert isinstance(lease, Lease)
     assert store.info("m", 10.0).probe_in_flight
     for _ in range(5):
         assert store.admit("m", 10.5, TTL) is Admission.OPEN
@@ -73,14 +74,15 @@ def test_half_open_lets_exactly_one_probe_through() -> None:
 def test_probe_success_closes_and_restarts_count() -> None:
     store = store_with()
     trip(store)
-    assert store.admit("m", 10.0, TTL) is Admission.PROBE
-    store.record_success("m", 10.2, probe=True)
+    lease = store.admit("m", 10.0, TTL)
+    assert isinstance(lease, Lease)
+    store.record_success("m", 10.2, probe=lease)
     info = store.info("m", 10.2)
     assert (info.state, info.failures, info.retry_at) == ("closed", 0, None)
     assert store.admit("m", 10.3, TTL) is Admission.PERMIT
     # The count restarted: it takes a full threshold again to open.
-    store.record_failure("m", 11.0, probe=False)
-    store.record_failure("m", 11.0, probe=False)
+    store.record_failure("m", 11.0, probe=None)
+    store.record_failure("m", 11.0, probe=None)
     assert store.info("m", 11.0).state == "closed"
 
 
@@ -89,48 +91,53 @@ def test_failed_probe_doubles_the_wait_up_to_the_cap() -> None:
     trip(store)
     now, waits = 10.0, []
     for _ in range(4):
-        assert store.admit("m", now, TTL) is Admission.PROBE
-        assert store.record_failure("m", now, probe=True) is True
+        lease = store.admit("m", now, TTL)
+        assert isinstance(lease, Lease)
+        assert store.record_failure("m", now, probe=lease) is True
         info = store.info("m", now)
         assert info.state == "open"
         waits.append(info.retry_at - now)  # type: ignore[operator]
         now = info.retry_at  # type: ignore[assignment]
     assert waits == [20.0, 35.0, 35.0, 35.0]
     # Recovery resets the wait to reset_timeout for the next outage.
-    assert store.admit("m", now, TTL) is Admission.PROBE
-    store.record_success("m", now, probe=True)
+    lease = store.admit("m", now, TTL)
+    assert isinstance(lease, Lease)
+    store.record_success("m", now, probe=lease)
     for _ in range(3):
-        store.record_failure("m", now, probe=False)
+        store.record_failure("m", now, probe=None)
     assert store.info("m", now).retry_at == now + 10.0
 
 
 def test_a_hung_probe_counts_as_failed_when_its_lease_expires() -> None:
     store = store_with()
     trip(store)
-    assert store.admit("m", 10.0, TTL) is Admission.PROBE
+    lease = store.admit("m", 10.0, TTL)
+    assert isinstance(lease, Lease)
     assert store.admit("m", 14.9, TTL) is Admission.OPEN
     assert store.admit("m", 15.0, TTL) is Admission.OPEN  # lease expired: reopened, doubled
     info = store.info("m", 15.0)
     assert (info.state, info.retry_at) == ("open", 35.0)
     # The hung probe reporting late changes nothing.
-    store.record_success("m", 16.0, probe=True)
+    store.record_success("m", 16.0, probe=lease)
     assert store.info("m", 16.0).state == "open"
 
 
 def test_neutral_probe_releases_the_lease_for_the_next_asker() -> None:
     store = store_with()
     trip(store)
-    assert store.admit("m", 10.0, TTL) is Admission.PROBE
-    store.release("m", probe=True)
+    lease = store.admit("m", 10.0, TTL)
+    assert isinstance(lease, Lease)
+    store.release("m", probe=lease)
     assert store.info("m", 10.0).state == "half_open"
-    assert store.admit("m", 10.1, TTL) is Admission.PROBE
+    lease = store.admit("m", 10.1, TTL)
+    assert isinstance(lease, Lease)
 
 
 def test_late_results_of_calls_admitted_while_closed_are_ignored() -> None:
     store = store_with()
     trip(store)
-    store.record_failure("m", 1.0, probe=False)
-    store.record_success("m", 1.0, probe=False)
+    store.record_failure("m", 1.0, probe=None)
+    store.record_success("m", 1.0, probe=None)
     info = store.info("m", 1.0)
     assert (info.state, info.retry_at) == ("open", 10.0)
 
@@ -153,18 +160,19 @@ def test_transitions_are_reported_and_a_failing_hook_never_breaks_a_call(caplog)
     store = store_with(hook=hook)
     with caplog.at_level(logging.ERROR, logger="router.breaker"):
         trip(store)
-        assert store.admit("m", 10.0, TTL) is Admission.PROBE
-        store.record_success("m", 10.0, probe=True)
+        lease = store.admit("m", 10.0, TTL)
+        assert isinstance(lease, Lease)
+        store.record_success("m", 10.0, probe=lease)
     assert seen == [("m", "closed", "open"), ("m", "open", "half_open"), ("m", "half_open", "closed")]
     assert "buggy hook" in caplog.text
 
 
 def test_reconfigure_keeps_state_and_applies_new_threshold() -> None:
     store = store_with()
-    store.record_failure("m", 0.0, probe=False)
-    store.record_failure("m", 0.0, probe=False)
+    store.record_failure("m", 0.0, probe=None)
+    store.record_failure("m", 0.0, probe=None)
     store.configure("m", BreakerConfig(failure_threshold=5, reset_timeout=10.0, max_reset_timeout=35.0))
-    assert store.record_failure("m", 0.0, probe=False) is False
+    assert store.record_failure("m", 0.0, probe=None) is False
     assert store.info("m", 0.0).failures == 3
 
 
@@ -186,7 +194,7 @@ def test_fifty_threads_in_half_open_get_exactly_one_probe() -> None:
         t.start()
     for t in threads:
         t.join()
-    assert results.count(Admission.PROBE) == 1
+    assert sum(isinstance(a, Lease) for a in results) == 1
     assert results.count(Admission.OPEN) == 49
 
 
@@ -203,7 +211,7 @@ async def test_fifty_coroutines_in_half_open_get_exactly_one_probe() -> None:
     await asyncio.sleep(0)
     gate.set()
     results = await asyncio.gather(*tasks)
-    assert results.count(Admission.PROBE) == 1
+    assert sum(isinstance(a, Lease) for a in results) == 1
 
 
 def test_unknown_model_is_a_clear_error() -> None:
@@ -223,3 +231,21 @@ def test_backoff_jitter_stays_within_bounds() -> None:
     delays = [backoff_delay(cfg, 0, rng) for _ in range(500)]
     assert min(delays) >= 0.75 and max(delays) <= 1.25
     assert max(delays) - min(delays) > 0.3  # it really jitters
+
+
+def test_a_stale_probe_never_touches_the_current_probe() -> None:
+    store = store_with()
+    trip(store)
+    old = store.admit("m", 10.0, TTL)  # lease until 15
+    assert isinstance(old, Lease)
+    assert store.admit("m", 15.0, TTL) is Admission.OPEN  # expired: reopened until 35
+    current = store.admit("m", 35.0, 100.0)
+    assert isinstance(current, Lease) and current != old
+    store.release("m", probe=old)  # the old probe, cancelled late
+    store.record_failure("m", 36.0, probe=old)  # or failing late
+    store.record_success("m", 36.0, probe=old)  # or succeeding late
+    info = store.info("m", 36.0)
+    assert (info.state, info.probe_in_flight) == ("half_open", True)
+    assert store.admit("m", 36.0, TTL) is Admission.OPEN  # still only one probe
+    store.record_success("m", 37.0, probe=current)
+    assert store.info("m", 37.0).state == "closed"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Protocol
 
-from anthropic.types import Message
+from anthropic.types import Message, RawMessageStreamEvent
 
 from ..outcome import Failure
 from ..policy import ModelConfig
@@ -19,6 +20,16 @@ class Provider(Protocol):
     def call(self, params: Mapping[str, Any], timeout: float) -> Message: ...
 
     async def acall(self, params: Mapping[str, Any], timeout: float) -> Message: ...
+
+    def stream(
+        self, params: Mapping[str, Any], timeout: float
+    ) -> AbstractContextManager[Iterable[RawMessageStreamEvent]]:
+        """Anthropic stream events of one attempt; `timeout` bounds the wait for each event."""
+        ...
+
+    def astream(
+        self, params: Mapping[str, Any], timeout: float
+    ) -> AbstractAsyncContextManager[AsyncIterable[RawMessageStreamEvent]]: ...
 
     def classify(self, exc: BaseException) -> Failure: ...
 

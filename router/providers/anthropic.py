@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anthropic
-from anthropic.types import Message
+from anthropic.types import Message, RawMessageStreamEvent
 
 from ..outcome import Failure, classify
 from ..policy import ModelConfig
@@ -67,6 +68,36 @@ class AnthropicProvider:
             model=self.config.model, timeout=self._timeout_for(timeout), **params
         )
         return message
+
+    def _stream_timeout(self, budget: float) -> anthropic.Timeout:
+        # Between stream events the socket read timeout is the idle limit: a stall raises ReadTimeout.
+        t = self.config.timeout
+        idle = min(t.stream_idle, budget)
+        return anthropic.Timeout(idle, connect=min(t.connect, budget))
+
+    @contextmanager
+    def stream(self, params: Mapping[str, Any], timeout: float) -> Iterator[Iterable[RawMessageStreamEvent]]:
+        client = self._sync or self._sync_client()
+        events = client.messages.create(
+            model=self.config.model, stream=True, timeout=self._stream_timeout(timeout), **params
+        )
+        try:
+            yield events
+        finally:
+            events.close()
+
+    @asynccontextmanager
+    async def astream(
+        self, params: Mapping[str, Any], timeout: float
+    ) -> AsyncIterator[AsyncIterable[RawMessageStreamEvent]]:
+        client = self._async or self._async_client()
+        events = await client.messages.create(
+            model=self.config.model, stream=True, timeout=self._stream_timeout(timeout), **params
+        )
+        try:
+            yield events
+        finally:
+            await events.close()
 
     def classify(self, exc: BaseException) -> Failure:
         return classify(exc, self._overrides)

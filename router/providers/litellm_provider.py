@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from types import ModuleType
 from typing import Any
 
-from anthropic.types import Message
+from anthropic.types import Message, RawMessageStreamEvent
+from pydantic import TypeAdapter
 
 from ..outcome import Failure, classify, classify_chain
 from ..policy import ModelConfig
@@ -97,6 +99,36 @@ class LitellmProvider:
         assert _litellm is not None
         return self._message(await _litellm.acompletion(**request), tool_names)
 
+    def _stream_request(self, params: Mapping[str, Any], timeout: float) -> tuple[dict[str, Any], dict[str, str]]:
+        request, tool_names = self._request(params, min(timeout, self.config.timeout.stream_idle))
+        request["stream"] = True
+        request["stream_options"] = {"include_usage": True}
+        return request, tool_names
+
+    @contextmanager
+    def stream(self, params: Mapping[str, Any], timeout: float) -> Iterator[Iterable[RawMessageStreamEvent]]:
+        # Not litellm.anthropic.messages(stream=True): its native pass-through imports fastapi, which a
+        # plain install lacks. The chat stream translated by the adapter's stream wrapper avoids it.
+        request, tool_names = self._stream_request(params, timeout)
+        assert _litellm is not None
+        raw = _litellm.completion(**request)
+        try:
+            yield _events(raw, tool_names, self.config.model)
+        finally:
+            _close(raw)
+
+    @asynccontextmanager
+    async def astream(
+        self, params: Mapping[str, Any], timeout: float
+    ) -> AsyncIterator[AsyncIterable[RawMessageStreamEvent]]:
+        request, tool_names = self._stream_request(params, timeout)
+        assert _litellm is not None
+        raw = await _litellm.acompletion(**request)
+        try:
+            yield _aevents(raw, tool_names, self.config.model)
+        finally:
+            await _aclose(raw)
+
     def classify(self, exc: BaseException) -> Failure:
         module = type(exc).__module__
         if module.startswith(("litellm", "openai", "httpx")):
@@ -120,3 +152,75 @@ def _fix_response(translated: Mapping[str, Any], response: Any) -> dict[str, Any
     if data.get("content") is None:
         data["content"] = []
     return data
+
+
+_EVENT = TypeAdapter(RawMessageStreamEvent)
+
+
+def _wrapper(raw: Any, tool_names: Mapping[str, str], model: str) -> Any:
+    from litellm.llms.anthropic.pass_through.adapters.streaming_iterator import AnthropicStreamWrapper
+
+    return AnthropicStreamWrapper(completion_stream=raw, model=model, tool_name_mapping=dict(tool_names) or None)
+
+
+def _fabricated_end(event: Mapping[str, Any], raw: Any) -> bool:
+    # Gap: when a provider's stream ends without a finish_reason (and without [DONE]), litellm invents
+    # finish_reason "stop" and the adapter a clean ending. Only `received_finish_reason` tells the two
+    # apart; a made-up ending is dropped so the stream counts as broken, as it is.
+    return event.get("type") in ("message_delta", "message_stop") and raw.received_finish_reason is None
+
+
+class _Translate:
+    """litellm's Anthropic-format event dicts -> SDK event objects, minus a made-up ending.
+
+    A content_block_stop is held until the next event: it belongs to a made-up ending when a
+    made-up message_delta follows it, and then it is dropped too (the block is still open)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.held: Mapping[str, Any] | None = None
+        self.ended = False
+
+    def __call__(self, event: Mapping[str, Any]) -> list[RawMessageStreamEvent]:
+        if self.ended:
+            return []
+        if _fabricated_end(event, self.raw):
+            self.ended = True
+            self.held = None
+            return []
+        out = [_EVENT.validate_python(self.held)] if self.held is not None else []
+        self.held = None
+        if event.get("type") == "content_block_stop":
+            self.held = event
+        else:
+            out.append(_EVENT.validate_python(event))
+        return out
+
+
+def _events(raw: Any, tool_names: Mapping[str, str], model: str) -> Iterator[RawMessageStreamEvent]:
+    translate = _Translate(raw)
+    for event in _wrapper(raw, tool_names, model):
+        yield from translate(event)
+
+
+async def _aevents(raw: Any, tool_names: Mapping[str, str], model: str) -> AsyncIterator[RawMessageStreamEvent]:
+    translate = _Translate(raw)
+    async for event in _wrapper(raw, tool_names, model):
+        for out in translate(event):
+            yield out
+
+
+def _close(raw: Any) -> None:
+    inner = getattr(raw, "completion_stream", None)
+    close = getattr(inner, "close", None)
+    if callable(close):
+        close()
+
+
+async def _aclose(raw: Any) -> None:
+    inner = getattr(raw, "completion_stream", None)
+    close = getattr(inner, "aclose", None) or getattr(inner, "close", None)
+    if callable(close):
+        result = close()
+        if hasattr(result, "__await__"):
+            await result

@@ -244,22 +244,24 @@ async def _stream(ex: _Exchange, fault: Fault) -> bool:
     if fault.kind == "stream_error" and fault.after == 0:
         return await send_all([error_event]) and await conn.send(LAST_CHUNK)
 
-    opening = (
-        wire.openai_stream_open(oid, ex.model)
-        if ex.api == "openai"
-        else wire.anthropic_stream_open(f"msg_fake_{ex.number}", ex.model, input_tokens)
-    )
+    last_index = 0
+    if ex.api == "openai":
+        opening = wire.openai_stream_open(oid, ex.model)
+        items = [wire.openai_stream_delta(oid, ex.model, text) for text in deltas]
+    elif fault.tool_use is not None:
+        tool = (f"toolu_fake_{ex.number}", *fault.tool_use)
+        text_deltas = deltas if fault.text or fault.deltas else ()
+        first, items, last_index = wire.anthropic_tool_stream(text_deltas, tool)
+        opening = wire.anthropic_stream_open(f"msg_fake_{ex.number}", ex.model, input_tokens, first)
+    else:
+        opening = wire.anthropic_stream_open(f"msg_fake_{ex.number}", ex.model, input_tokens)
+        items = [wire.anthropic_stream_delta(text) for text in deltas]
     if not await send_all(opening):
         return False
-    limit = len(deltas) if fault.kind == "ok" else min(fault.after, len(deltas))
-    for i, text in enumerate(deltas[:limit]):
+    limit = len(items) if fault.kind == "ok" else min(fault.after, len(items))
+    for i, event in enumerate(items[:limit]):
         if i and await conn.pause(fault.delta_delay):
             return False
-        event = (
-            wire.openai_stream_delta(oid, ex.model, text)
-            if ex.api == "openai"
-            else wire.anthropic_stream_delta(text)
-        )
         if not await conn.send(chunk(event)):
             return False
 
@@ -271,7 +273,7 @@ async def _stream(ex: _Exchange, fault: Fault) -> bool:
                 oid, ex.model, fault.stop_reason, input_tokens, output_tokens, usage
             )
         else:
-            closing = wire.anthropic_stream_close(fault.stop_reason, output_tokens)
+            closing = wire.anthropic_stream_close(fault.stop_reason, output_tokens, last_index)
         return await send_all(closing) and await conn.send(LAST_CHUNK)
     if fault.kind == "stream_error":
         return await send_all([error_event]) and await conn.send(LAST_CHUNK)

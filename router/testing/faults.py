@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -89,7 +90,7 @@ class Fault:
     headers: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
     after: int = 0
-    tool_use: tuple[str, str] | None = None  # (tool name, input as JSON) for a non-streaming tool call
+    tool_use: tuple[str, str] | None = None  # (tool name, input as JSON): a tool call after the text
 
     # -- constructors ------------------------------------------------------------------------
 
@@ -107,8 +108,8 @@ class Fault:
     ) -> Fault:
         """A success: JSON message, or a complete SSE stream when the request streams.
 
-        ``tool_use=(name, input)`` adds a tool call after the text (non-streaming responses) and makes
-        the stop reason ``tool_use`` (``tool_calls`` on the OpenAI endpoint).
+        ``tool_use=(name, input)`` adds a tool call after the text and makes the stop reason
+        ``tool_use`` (``tool_calls`` on the OpenAI endpoint; streamed tool calls: Anthropic endpoint only).
         """
         tool = (tool_use[0], json.dumps(dict(tool_use[1]))) if tool_use is not None else None
         if tool is not None and stop_reason == "end_turn":
@@ -270,6 +271,13 @@ class Fault:
         )
 
     # -- helpers used by the server -----------------------------------------------------------
+
+    def with_tool_use(self, name: str, tool_input: Mapping[str, Any]) -> Fault:
+        """This fault with a tool call after the text; a stream fault's ``after`` then counts the tool
+        input's three pieces too, so ``Fault.stream_cut(after=1, text="").with_tool_use(...)`` breaks
+        inside the tool_use block."""
+        stop_reason = "tool_use" if self.stop_reason == "end_turn" else self.stop_reason
+        return dataclasses.replace(self, tool_use=(name, json.dumps(dict(tool_input))), stop_reason=stop_reason)
 
     def text_for(self, model: str) -> str:
         """The full response text for ``model``."""

@@ -126,7 +126,45 @@ def anthropic_message(
     )
 
 
-def anthropic_stream_open(msg_id: str, model: str, input_tokens: int) -> list[bytes]:
+def anthropic_block_start(index: int, block: dict[str, Any]) -> bytes:
+    return _sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+
+
+def anthropic_block_stop(index: int) -> bytes:
+    return _sse("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
+def anthropic_json_delta(index: int, partial_json: str) -> bytes:
+    """One ``content_block_delta`` with an ``input_json_delta`` (a piece of a tool call's input)."""
+    delta = {"type": "input_json_delta", "partial_json": partial_json}
+    return _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+
+
+def anthropic_tool_stream(
+    text_deltas: tuple[str, ...], tool_use: tuple[str, str, str]
+) -> tuple[list[bytes], list[bytes], int]:
+    """For a streamed tool call: (the block start that opens the stream, one item per delta, last index).
+
+    Text deltas (block 0, when any) come first, then the tool_use block's input in three pieces. An item
+    may carry the block stop/start in front of its delta, so a fault "after N deltas" can land anywhere.
+    """
+    tool_id, name, arguments = tool_use
+    tool_block = {"type": "tool_use", "id": tool_id, "name": name, "input": {}}
+    third = max(1, len(arguments) // 3)
+    pieces = [arguments[:third], arguments[third:2 * third], arguments[2 * third:]]
+    if text_deltas:
+        first = {"type": "text", "text": ""}
+        items = [anthropic_stream_delta(t) for t in text_deltas]
+        switch = anthropic_block_stop(0) + anthropic_block_start(1, tool_block)
+        items.append(switch + anthropic_json_delta(1, pieces[0]))
+        items += [anthropic_json_delta(1, p) for p in pieces[1:]]
+        return [anthropic_block_start(0, first)], items, 1
+    return [anthropic_block_start(0, tool_block)], [anthropic_json_delta(0, p) for p in pieces], 0
+
+
+def anthropic_stream_open(
+    msg_id: str, model: str, input_tokens: int, first_block: list[bytes] | None = None
+) -> list[bytes]:
     """``message_start``, ``content_block_start`` and ``ping``: the events before the first delta."""
     message: dict[str, Any] = {
         "id": msg_id,
@@ -138,12 +176,10 @@ def anthropic_stream_open(msg_id: str, model: str, input_tokens: int) -> list[by
         "stop_sequence": None,
         "usage": _usage(input_tokens, 1),
     }
+    block = first_block if first_block is not None else [anthropic_block_start(0, {"type": "text", "text": ""})]
     return [
         _sse("message_start", {"type": "message_start", "message": message}),
-        _sse(
-            "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        ),
+        *block,
         _sse("ping", {"type": "ping"}),
     ]
 
@@ -156,10 +192,10 @@ def anthropic_stream_delta(text: str) -> bytes:
     )
 
 
-def anthropic_stream_close(stop_reason: str, output_tokens: int) -> list[bytes]:
+def anthropic_stream_close(stop_reason: str, output_tokens: int, last_index: int = 0) -> list[bytes]:
     """``content_block_stop``, ``message_delta`` and ``message_stop``."""
     return [
-        _sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        anthropic_block_stop(last_index),
         _sse(
             "message_delta",
             {
