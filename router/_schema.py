@@ -240,12 +240,6 @@ def _choice(options: tuple[str, ...]) -> Check:
     return check
 
 
-def _flag(node: Node, key: str) -> bool:
-    if not isinstance(node, Scalar) or not isinstance(node.value, bool):
-        raise Problem(f"expected true or false, got {describe(node)}", node.line, key)
-    return node.value
-
-
 def _chain(node: Node, key: str) -> tuple[Entry, ...]:
     if not isinstance(node, Seq):
         what = describe(node)
@@ -277,7 +271,7 @@ _BREAKER = Section(
 _BACKOFF = Section({"initial": _duration(zero_ok=True), "max": _duration(zero_ok=True), "jitter": _fraction})
 _RETRY = Section({"attempts": _integer(1, 100), "backoff": _BACKOFF})
 _TIMEOUT = Section({name: _duration(zero_ok=False) for name in ("connect", "read", "total", "stream_idle")})
-_STREAMING = Section({"on_interrupt": _choice(ON_INTERRUPT), "pings_reset_idle": _flag})
+_STREAMING = Section({"on_interrupt": _choice(ON_INTERRUPT)})
 _OUTCOMES = Open(_outcome_class, _outcome_name, "outcome override")
 _DEFAULTS = Section({"breaker": _BREAKER, "retry": _RETRY, "timeout": _TIMEOUT, "outcomes": _OUTCOMES})
 _MODEL = Section(

@@ -101,7 +101,6 @@ class TimeoutConfig:
 @dataclass(frozen=True, slots=True)
 class StreamingConfig:
     on_interrupt: str = "resume"  # "resume" on the next model, or "raise" StreamInterrupted
-    pings_reset_idle: bool = True  # False: a stream that sends only pings for stream_idle counts as stalled
 
 
 @dataclass(frozen=True, slots=True)

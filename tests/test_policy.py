@@ -669,3 +669,28 @@ def test_fuzz_mutated_design_example(start: int, length: int, insert: str) -> No
     except PolicyError as e:
         assert "internal error" not in str(e)
         assert SECRET not in str(e)
+
+
+def test_streaming_keys() -> None:
+    p = parse(
+        "version: 1\n"
+        "defaults: {timeout: {stream_idle: 2s}}\n"
+        "streaming: {on_interrupt: raise}\n"
+        "models:\n"
+        "  opus: {provider: anthropic, model: claude-opus-4-6, resume: prefill, timeout: {stream_idle: 500ms}}\n"
+        "  sonnet: {provider: anthropic, model: claude-sonnet-4-6}\n"
+        "routes: {default: [opus, sonnet]}\n"
+    )
+    assert p.streaming.on_interrupt == "raise"
+    assert (p.models["opus"].resume, p.models["opus"].timeout.stream_idle) == ("prefill", 0.5)
+    assert (p.models["sonnet"].resume, p.models["sonnet"].timeout.stream_idle) == (None, 2.0)
+    assert parse(BASE).streaming.on_interrupt == "resume"
+
+
+def test_bad_streaming_values() -> None:
+    e = error(BASE.replace("model: claude-opus-4-1}", "model: claude-opus-4-1, resume: contine}"))
+    assert (e.line, e.key, e.suggestion) == (3, "models.opus.resume", "continue")
+    e = error(BASE + "streaming: {on_interupt: raise}\n")
+    assert (e.line, e.key, e.suggestion) == (7, "streaming.on_interupt", "on_interrupt")
+    e = error(BASE + "streaming: {on_interrupt: resum}\n")
+    assert (e.line, e.key, e.suggestion) == (7, "streaming.on_interrupt", "resume")
