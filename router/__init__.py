@@ -1,23 +1,28 @@
 """failover-router: Claude calls that survive Claude's bad days (the public face: re-exports only)."""
 
-from .breaker import BreakerInfo, BreakerStore, MemoryStore
+from .breaker import Admission, BreakerInfo, BreakerStore, Lease, MemoryStore
 from .client import Router, acomplete, complete, default_router
 from .errors import AllModelsFailed, RouterError, StreamInterrupted, UnknownRoute
 from .outcome import Kind
 from .policy import Policy, PolicyError, PolicyWarning, load_policy, parse_policy
 from .record import Attempt, RoutedMessage, Routing
+from .streaming import AsyncRoutedStream, RoutedStream
 
 __all__ = [
+    "Admission",
     "AllModelsFailed",
+    "AsyncRoutedStream",
     "Attempt",
     "BreakerInfo",
     "BreakerStore",
     "Kind",
+    "Lease",
     "MemoryStore",
     "Policy",
     "PolicyError",
     "PolicyWarning",
     "RoutedMessage",
+    "RoutedStream",
     "Router",
     "RouterError",
     "Routing",
