@@ -54,7 +54,7 @@ class RoutedMessage(Message):
 
 def attach_routing(message: Message, routing: Routing) -> RoutedMessage:
     """Turn the SDK's message into a RoutedMessage in place: O(1), no copy, no re-validation."""
-    message.__class__ = RoutedMessage
+    object.__setattr__(message, "__class__", RoutedMessage)  # skips pydantic's __setattr__
     private: dict[str, Any] = dict(message.__pydantic_private__ or {})
     private["routing"] = routing
     object.__setattr__(message, "__pydantic_private__", private)

@@ -261,13 +261,15 @@ class Stitcher:
 
     # -- how an attempt ended ---------------------------------------------------------------------
 
-    def finish(self) -> Message | Failure:
+    def finish(self, request_id: str | None = None) -> Message | Failure:
         """The attempt's stream ended without an exception."""
         self._output_tokens += self._attempt_out
         if not self._completed:
             error = ConnectionError("the stream ended without message_stop")
-            return self._note(Failure(Kind.SERVER_FAILURE, None, "incomplete_stream", None, error))
+            return self._note(Failure(Kind.SERVER_FAILURE, None, "incomplete_stream", request_id, error))
         self.final = self.snapshot(final=True)
+        if request_id:
+            object.__setattr__(self.final, "_request_id", request_id)
         return self.final
 
     def failed(self, failure: Failure) -> Failure:

@@ -34,7 +34,7 @@ def _events(
                 with provider.stream(stitcher.request(params, command.target.config), command.timeout) as events:
                     for event in events:
                         yield from stitcher.feed(event)
-                reply = stitcher.finish()
+                reply = stitcher.finish(_request_id(events))
             except Exception as exc:
                 reply = stitcher.failed(provider.classify(exc))
     except StopIteration as stop:
@@ -61,13 +61,19 @@ async def _aevents(
                     async for event in events:
                         for out in stitcher.feed(event):
                             yield out
-                reply = stitcher.finish()
+                reply = stitcher.finish(_request_id(events))
             except Exception as exc:
                 reply = stitcher.failed(provider.classify(exc))
     except StopIteration as stop:
         stitcher.final = stop.value
     finally:
         steps.close()
+
+
+def _request_id(events: object) -> str | None:
+    """The provider's request id for a stream (the SDK's Stream keeps its HTTP response)."""
+    headers = getattr(getattr(events, "response", None), "headers", None)
+    return headers.get("request-id") if headers is not None else None
 
 
 def _text_of(event: RawMessageStreamEvent) -> str | None:

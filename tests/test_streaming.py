@@ -111,6 +111,7 @@ async def test_mid_stream_break_resumes_on_the_fallback(
     assert broke.detail == "stream broke after 9 chars"
     assert (resumed.model, resumed.outcome) == ("fallback", Kind.SUCCESS)
     assert resumed.detail == "resumed at char 9 (continue)"
+    assert resumed.request_id and resumed.request_id.startswith("req_fake_")
 
 
 def test_a_fallback_that_repeats_the_text_is_trimmed(fake_server: FakeServer, srouter) -> None:
