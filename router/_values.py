@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -73,8 +74,8 @@ class EnvRefs:
 
     def __init__(self, text: str):
         mark = "__ENVREF"
-        while mark in text:
-            mark += "_"
+        while mark in text:  # one scan per try: a fixed suffix grown char by char would be quadratic
+            mark = f"__ENVREF{secrets.token_hex(6)}x"
         self._refs: list[tuple[str, str | None, str | None]] = []  # (written text, name, default)
         self._token = re.compile(re.escape(mark) + r"(\d+)__")
 
