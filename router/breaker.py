@@ -174,7 +174,9 @@ class MemoryStore:
             raise KeyError(f"no breaker for model {alias!r}; configure() it first") from None
 
     def admit(self, alias: str, now: float, lease_ttl: float) -> Admission | Lease:
-        slot = self._slot(alias)
+        slot = self._slots.get(alias)
+        if slot is None:  # removed from the policy by a reload while this request was on its way
+            return Admission.OPEN
         state = slot.storage.state
         if state == pybreaker.STATE_CLOSED:
             if slot.cooling_until is not None and now < slot.cooling_until:
@@ -209,7 +211,9 @@ class MemoryStore:
         return decision
 
     def record_success(self, alias: str, now: float, *, probe: Lease | None) -> None:
-        slot = self._slot(alias)
+        slot = self._slots.get(alias)
+        if slot is None:  # results of calls to a model a reload removed meanwhile are dropped
+            return
         if probe is None:
             if slot.storage.state == pybreaker.STATE_CLOSED and slot.storage.counter:
                 with slot.lock:
@@ -223,7 +227,9 @@ class MemoryStore:
         self._emit(alias, "half_open", "closed")
 
     def record_failure(self, alias: str, now: float, *, probe: Lease | None) -> bool:
-        slot = self._slot(alias)
+        slot = self._slots.get(alias)
+        if slot is None:
+            return True
         with slot.lock:
             state = slot.state
             if probe is not None:
@@ -243,15 +249,17 @@ class MemoryStore:
         return True
 
     def release(self, alias: str, *, probe: Lease | None) -> None:
-        if probe is None:
+        slot = self._slots.get(alias)
+        if probe is None or slot is None:
             return
-        slot = self._slot(alias)
         with slot.lock:
             if slot.holds(probe):
                 slot.lease_until = None
 
     def cool_down(self, alias: str, until: float) -> None:
-        slot = self._slot(alias)
+        slot = self._slots.get(alias)
+        if slot is None:
+            return
         with slot.lock:
             if slot.cooling_until is None or until > slot.cooling_until:
                 slot.cooling_until = until
