@@ -42,6 +42,13 @@ def _credentials(config: ModelConfig) -> str:
     return f"{config.provider}|{config.base_url or ''}|{key}"
 
 
+def _calls_alike(a: ModelConfig, b: ModelConfig) -> bool:
+    """Would a provider built for `b` make the same calls as one built for `a`?"""
+    return (a.provider, a.model, a.base_url, a.api_key, a.timeout, a.outcomes, a.params, a.resume) == (
+        b.provider, b.model, b.base_url, b.api_key, b.timeout, b.outcomes, b.params, b.resume
+    )
+
+
 def _log_transition(alias: str, old: str, new: str) -> None:
     level = logging.WARNING if new == "open" else logging.INFO
     log.log(level, "breaker %s: %s -> %s", alias, old, new)
@@ -194,6 +201,11 @@ class Router:
             old = previous.targets.get(alias) if previous else None
             if old is not None and old.config == config:
                 targets[alias] = old
+                continue
+            if old is not None and _calls_alike(old.config, config):
+                # Only breaker or retry settings changed: keep the provider and its open connections.
+                self._store.configure(alias, config.breaker)
+                targets[alias] = engine.Target(alias, config, old.provider, old.credentials)
                 continue
             if old is not None:
                 self._retired.append(old.provider)
