@@ -31,8 +31,10 @@ def _events(
                 continue
             provider = command.target.provider
             try:
+                deadline = time.monotonic() + command.timeout
                 with provider.stream(stitcher.request(params, command.target.config), command.timeout) as events:
                     for event in events:
+                        _check(deadline)
                         yield from stitcher.feed(event)
                 reply = stitcher.finish(_request_id(events))
             except Exception as exc:
@@ -57,8 +59,10 @@ async def _aevents(
             provider = command.target.provider
             try:
                 request = stitcher.request(params, command.target.config)
+                deadline = time.monotonic() + command.timeout
                 async with provider.astream(request, command.timeout) as events:
                     async for event in events:
+                        _check(deadline)
                         for out in stitcher.feed(event):
                             yield out
                 reply = stitcher.finish(_request_id(events))
@@ -68,6 +72,13 @@ async def _aevents(
         stitcher.final = stop.value
     finally:
         steps.close()
+
+
+def _check(deadline: float) -> None:
+    # stream_idle bounds each wait; this bounds the whole attempt (its share of the request's timeout=
+    # and of the model's timeout.total), so a slow but steady stream cannot run on past it.
+    if time.monotonic() > deadline:
+        raise TimeoutError("the stream outlived its time budget")
 
 
 def _request_id(events: object) -> str | None:
