@@ -326,6 +326,7 @@ def _routes(given: dict[str, Given], models: Mapping[str, ModelConfig]) -> dict[
         if not route.value:
             raise Problem(f"route '{name}' is empty; list at least one model", route.line, route.key)
         chain: list[str] = []
+        seen: set[str] = set()  # a set beside the list: membership tests stay O(1) for long chains
         for entry in route.value:
             if entry.name in models:
                 names: tuple[str, ...] = (entry.name,)
@@ -339,11 +340,12 @@ def _routes(given: dict[str, Given], models: Mapping[str, ModelConfig]) -> dict[
                 hint = suggest(entry.name, [*models, *given])
                 raise Problem(f"unknown model or route '{entry.name}'", entry.line, entry.key, hint)
             for alias in names:
-                if alias in chain:
+                if alias in seen:
                     via = f" (via route '{entry.name}')" if entry.name != alias else ""
                     message = f"model '{alias}' appears twice in route '{name}'{via}"
                     raise Problem(message, entry.line, entry.key)
                 chain.append(alias)
+                seen.add(alias)
         done[name] = tuple(chain)
         return done[name]
 
