@@ -16,7 +16,7 @@ from . import engine
 from .breaker import BreakerInfo, BreakerStore, MemoryStore, TransitionHook
 from .errors import UnknownRoute
 from .policy import ModelConfig, Policy, PolicyError, load_policy
-from .providers import Provider, make_provider
+from .providers import make_provider
 from .record import RoutedMessage
 from .stream_state import Stitcher
 from .streaming import AsyncRoutedStream, RoutedStream
@@ -73,7 +73,6 @@ class Router:
         self._on_transition = on_transition
         self._store: BreakerStore = store if store is not None else MemoryStore(self._transition)
         self._lock = threading.Lock()
-        self._retired: list[Provider] = []
         self._current = self._build(policy, None)
         if warm_up:  # import heavy provider SDKs (litellm) now instead of on their first call
             for target in self._current.targets.values():
@@ -208,7 +207,7 @@ class Router:
                 targets[alias] = engine.Target(alias, config, old.provider, old.credentials)
                 continue
             if old is not None:
-                self._retired.append(old.provider)
+                old.provider.retire()
                 if (old.config.provider, old.config.model, old.config.base_url) != (
                     config.provider, config.model, config.base_url
                 ):
@@ -218,7 +217,7 @@ class Router:
         if previous is not None:
             for alias, old in previous.targets.items():
                 if alias not in targets:
-                    self._retired.append(old.provider)
+                    old.provider.retire()
                     self._store.forget(alias)
         routes = {name: tuple(targets[a] for a in r.chain) for name, r in policy.routes.items()}
         return _Snapshot(policy, MappingProxyType(targets), MappingProxyType(routes))
@@ -234,17 +233,11 @@ class Router:
         """Close every provider's HTTP clients."""
         for target in self._current.targets.values():
             target.provider.close()
-        for provider in self._retired:
-            provider.close()
-        self._retired.clear()
 
     async def aclose(self) -> None:
         """Close every provider's HTTP clients, the async ones included (call from the event loop)."""
         for target in self._current.targets.values():
             await target.provider.aclose()
-        for provider in self._retired:
-            await provider.aclose()
-        self._retired.clear()
 
     async def __aenter__(self) -> Router:
         return self

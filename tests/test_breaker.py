@@ -214,9 +214,15 @@ async def test_fifty_coroutines_in_half_open_get_exactly_one_probe() -> None:
     assert sum(isinstance(a, Lease) for a in results) == 1
 
 
-def test_unknown_model_is_a_clear_error() -> None:
+def test_unknown_model_is_a_clear_error_and_a_removed_one_is_never_called() -> None:
+    store = MemoryStore()
     with pytest.raises(KeyError, match="no breaker for model 'x'"):
-        MemoryStore().admit("x", 0.0, TTL)
+        store.info("x", 0.0)
+    # A reload removed "x" while a request to it was on its way: it is not called, and late results
+    # for it are dropped.
+    assert store.admit("x", 0.0, TTL) is Admission.OPEN
+    assert store.record_failure("x", 0.0, probe=None) is True
+    store.record_success("x", 0.0, probe=None)
 
 
 @pytest.mark.parametrize("retry_index, expected", [(0, 0.5), (1, 1.0), (2, 2.0), (5, 8.0), (10, 8.0)])

@@ -35,6 +35,10 @@ class Provider(Protocol):
 
     def close(self) -> None: ...
 
+    def retire(self) -> None:
+        """No longer in the policy: close once the calls in flight are done."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

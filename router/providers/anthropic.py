@@ -25,6 +25,8 @@ class AnthropicProvider:
         self._sync: anthropic.Anthropic | None = None
         self._async: anthropic.AsyncAnthropic | None = None
         self._lock = threading.Lock()
+        self._inflight = 0  # calls and streams under way: a retired provider closes when this reaches 0
+        self._retired = False
 
     def __repr__(self) -> str:
         return f"AnthropicProvider({self.config.alias!r}, model={self.config.model!r})"
@@ -55,18 +57,46 @@ class AnthropicProvider:
             return self._timeout
         return anthropic.Timeout(budget, connect=min(t.connect, budget))
 
+    def _enter(self) -> None:
+        with self._lock:
+            self._inflight += 1
+
+    def _leave(self) -> bool:
+        """True when this was the last call of a retired provider: it is to be closed now."""
+        with self._lock:
+            self._inflight -= 1
+            return self._retired and self._inflight == 0
+
+    def retire(self) -> None:
+        """A reload replaced this provider: close it once its calls in flight are done."""
+        with self._lock:
+            self._retired = True
+            idle = self._inflight == 0
+        if idle:
+            self.close()
+
     def call(self, params: Mapping[str, Any], timeout: float) -> Message:
-        client = self._sync or self._sync_client()
-        message: Message = client.messages.create(
-            model=self.config.model, timeout=self._timeout_for(timeout), **params
-        )
+        self._enter()  # before taking the client, so a retire() cannot close it under us
+        try:
+            client = self._sync or self._sync_client()
+            message: Message = client.messages.create(
+                model=self.config.model, timeout=self._timeout_for(timeout), **params
+            )
+        finally:
+            if self._leave():
+                self.close()
         return message
 
     async def acall(self, params: Mapping[str, Any], timeout: float) -> Message:
-        client = self._async or self._async_client()
-        message: Message = await client.messages.create(
-            model=self.config.model, timeout=self._timeout_for(timeout), **params
-        )
+        self._enter()  # before taking the client, so a retire() cannot close it under us
+        try:
+            client = self._async or self._async_client()
+            message: Message = await client.messages.create(
+                model=self.config.model, timeout=self._timeout_for(timeout), **params
+            )
+        finally:
+            if self._leave():
+                await self.aclose()
         return message
 
     def _stream_timeout(self, budget: float) -> anthropic.Timeout:
@@ -77,27 +107,37 @@ class AnthropicProvider:
 
     @contextmanager
     def stream(self, params: Mapping[str, Any], timeout: float) -> Iterator[Iterable[RawMessageStreamEvent]]:
-        client = self._sync or self._sync_client()
-        events = client.messages.create(
-            model=self.config.model, stream=True, timeout=self._stream_timeout(timeout), **params
-        )
+        self._enter()  # before taking the client, so a retire() cannot close it under us
         try:
-            yield events
+            client = self._sync or self._sync_client()
+            events = client.messages.create(
+                model=self.config.model, stream=True, timeout=self._stream_timeout(timeout), **params
+            )
+            try:
+                yield events
+            finally:
+                events.close()
         finally:
-            events.close()
+            if self._leave():
+                self.close()
 
     @asynccontextmanager
     async def astream(
         self, params: Mapping[str, Any], timeout: float
     ) -> AsyncIterator[AsyncIterable[RawMessageStreamEvent]]:
-        client = self._async or self._async_client()
-        events = await client.messages.create(
-            model=self.config.model, stream=True, timeout=self._stream_timeout(timeout), **params
-        )
+        self._enter()  # before taking the client, so a retire() cannot close it under us
         try:
-            yield events
+            client = self._async or self._async_client()
+            events = await client.messages.create(
+                model=self.config.model, stream=True, timeout=self._stream_timeout(timeout), **params
+            )
+            try:
+                yield events
+            finally:
+                await events.close()
         finally:
-            await events.close()
+            if self._leave():
+                await self.aclose()
 
     def classify(self, exc: BaseException) -> Failure:
         return classify(exc, self._overrides)

@@ -142,6 +142,9 @@ class LitellmProvider:
     async def aclose(self) -> None:
         self.close()
 
+    def retire(self) -> None:
+        """Nothing to close: litellm's clients live in its own shared cache."""
+
 
 def _fix_response(translated: Mapping[str, Any], response: Any) -> dict[str, Any]:
     """Small fixes on top of litellm's translation (each names the gap it covers)."""
