@@ -85,3 +85,12 @@ def make_router(fake_server: FakeServer, clock: Clock) -> Iterator[Callable[...,
 
 
 USER = [{"role": "user", "content": "Hi"}]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        default=False,
+        help="run the long chaos soak (a few thousand requests) instead of the short default one",
+    )
