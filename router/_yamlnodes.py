@@ -104,6 +104,9 @@ def read(text: str, env: Mapping[str, str]) -> Node | None:
         raise Problem(f"the policy is larger than {MAX_BYTES // 1024} KiB", None)
     refs = EnvRefs(text)
     loader: _Loader | None = None
+    # Problems are raised after the except blocks: PyYAML's errors quote the offending line, which may
+    # hold a literal key, and must not ride along as the PolicyError's (even hidden) __context__.
+    problem: Problem | None = None
     try:
         loader = _Loader(refs.text)
         root = loader.get_single_node()
@@ -112,15 +115,17 @@ def read(text: str, env: Mapping[str, str]) -> Node | None:
         message = e.problem or e.context or "unreadable"
         if e.context and e.problem:
             message += f" ({e.context})"
-        raise Problem(f"invalid YAML: {refs.raw(message)}", mark.line + 1 if mark else None) from None
+        problem = Problem(f"invalid YAML: {refs.raw(message)}", mark.line + 1 if mark else None)
     except yaml.reader.ReaderError as e:
         line = refs.text[: int(e.position)].count("\n") + 1
-        raise Problem(f"invalid character {int(e.character):#x} (binary data?)", line) from None
+        problem = Problem(f"invalid character {int(e.character):#x} (binary data?)", line)
     except yaml.YAMLError as e:
-        raise Problem(f"invalid YAML: {type(e).__name__}", None) from None
+        problem = Problem(f"invalid YAML: {type(e).__name__}", None)
     finally:
         if loader is not None:
             loader.dispose()
+    if problem is not None or loader is None:
+        raise problem or Problem("invalid YAML", None)
     if root is None:
         return None
     return _Walker(loader, refs, env).walk(root, "", 0)

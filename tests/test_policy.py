@@ -694,3 +694,14 @@ def test_bad_streaming_values() -> None:
     assert (e.line, e.key, e.suggestion) == (7, "streaming.on_interupt", "on_interrupt")
     e = error(BASE + "streaming: {on_interrupt: resum}\n")
     assert (e.line, e.key, e.suggestion) == (7, "streaming.on_interrupt", "resume")
+
+
+def test_a_yaml_error_on_a_line_with_a_literal_key_keeps_the_key_out_of_the_chain() -> None:
+    secret = "sk-ant-api03-LITERALinthefile0123456789abcdef"
+    text = f'version: 1\nmodels:\n  a: {{provider: anthropic, model: m, api_key: "{secret}}}\nroutes: {{default: [a]}}\n'
+    e = error(text)
+    chain, link = [], e
+    while link is not None:
+        chain.append(str(link))
+        link = link.__cause__ or link.__context__
+    assert all(secret[:20] not in text for text in chain)
