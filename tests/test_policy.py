@@ -698,7 +698,10 @@ def test_bad_streaming_values() -> None:
 
 def test_a_yaml_error_on_a_line_with_a_literal_key_keeps_the_key_out_of_the_chain() -> None:
     secret = "sk-ant-api03-LITERALinthefile0123456789abcdef"
-    text = f'version: 1\nmodels:\n  a: {{provider: anthropic, model: m, api_key: "{secret}}}\nroutes: {{default: [a]}}\n'
+    text = (
+        f'version: 1\nmodels:\n  a: {{provider: anthropic, model: m, api_key: "{secret}}}\n'
+        "routes: {default: [a]}\n"
+    )
     e = error(text)
     chain, link = [], e
     while link is not None:
