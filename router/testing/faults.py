@@ -189,16 +189,9 @@ class Fault:
 
         On a non-streaming request: the status error for ``error_type`` (529 if overloaded, else 500).
         """
-        return cls(
-            kind="stream_error",
-            after=_after(after),
-            error_type=error_type,
-            message=message,
-            text=text,
-            deltas=_deltas(deltas),
-            delay=_seconds("delay", delay),
-            delta_delay=_seconds("delta_delay", delta_delay),
-            status_code=529 if error_type == "overloaded_error" else 500,
+        return cls._stream(
+            "stream_error", after, text, deltas, delay, delta_delay,
+            error_type=error_type, message=message, status_code=529 if error_type == "overloaded_error" else 500,
         )
 
     @classmethod
@@ -214,14 +207,7 @@ class Fault:
 
         On a non-streaming request: like :meth:`reset`.
         """
-        return cls(
-            kind="stream_cut",
-            after=_after(after),
-            text=text,
-            deltas=_deltas(deltas),
-            delay=_seconds("delay", delay),
-            delta_delay=_seconds("delta_delay", delta_delay),
-        )
+        return cls._stream("stream_cut", after, text, deltas, delay, delta_delay)
 
     @classmethod
     def stream_stall(
@@ -237,14 +223,8 @@ class Fault:
 
         On a non-streaming request: like :meth:`hang`.
         """
-        return cls(
-            kind="stream_stall",
-            after=_after(after),
-            seconds=_seconds("seconds", seconds),
-            text=text,
-            deltas=_deltas(deltas),
-            delay=_seconds("delay", delay),
-            delta_delay=_seconds("delta_delay", delta_delay),
+        return cls._stream(
+            "stream_stall", after, text, deltas, delay, delta_delay, seconds=_seconds("seconds", seconds)
         )
 
     @classmethod
@@ -261,13 +241,22 @@ class Fault:
         Anthropic: no ``content_block_stop`` / ``message_delta`` / ``message_stop``; OpenAI: no
         ``finish_reason`` and no ``[DONE]``. On a non-streaming request: like :meth:`ok`.
         """
+        return cls._stream("stream_no_stop", after, text, deltas, delay, delta_delay)
+
+    @classmethod
+    def _stream(
+        cls, kind: FaultKind, after: int, text: str | None, deltas: Sequence[str] | None, delay: float,
+        delta_delay: float, **extra: Any,
+    ) -> Fault:
+        """The fields every stream fault shares, checked once."""
         return cls(
-            kind="stream_no_stop",
+            kind=kind,
             after=_after(after),
             text=text,
             deltas=_deltas(deltas),
             delay=_seconds("delay", delay),
             delta_delay=_seconds("delta_delay", delta_delay),
+            **extra,
         )
 
     # -- helpers used by the server -----------------------------------------------------------
