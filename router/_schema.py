@@ -12,23 +12,7 @@ from urllib.parse import urlsplit
 
 from router._values import DURATION_FORMS, MAX_SECONDS, Problem, format_seconds, parse_duration, suggest
 from router._yamlnodes import Map, Node, Scalar, Seq, describe, join, to_plain
-
-PROVIDERS = ("anthropic", "litellm")
-RESUME_METHODS = ("prefill", "continue", "restart")
-ON_INTERRUPT = ("resume", "raise")
-OUTCOME_CLASSES = ("server_failure", "rate_limited", "account", "caller")
-KNOWN_ERROR_TYPES = (
-    "invalid_request_error",
-    "authentication_error",
-    "billing_error",
-    "permission_error",
-    "not_found_error",
-    "request_too_large",
-    "rate_limit_error",
-    "api_error",
-    "overloaded_error",
-    "timeout_error",
-)
+from router.policy import ON_INTERRUPT, OUTCOME_CLASSES, PROVIDERS, RESUME_METHODS
 
 Check = Callable[[Node, str], Any]
 

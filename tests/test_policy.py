@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import router.policy as policy_mod
+import router._build as policy_build
 from router.policy import (
     BackoffConfig,
     BreakerConfig,
@@ -483,7 +483,7 @@ def test_unknown_provider() -> None:
 def test_litellm_provider_when_litellm_is_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
     text = BASE.replace("provider: anthropic, model: claude-sonnet-4-5", "provider: litellm, model: openai/gpt-4.1")
     assert parse(text).models["sonnet"].provider == "litellm"
-    monkeypatch.setattr(policy_mod, "_litellm_available", lambda: False)
+    monkeypatch.setattr(policy_build, "_litellm_available", lambda: False)
     e = error(text)
     assert (e.line, e.key) == (4, "models.sonnet.provider")
     assert "pip install 'failover-router[litellm]'" in str(e)
