@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -119,10 +120,30 @@ def test_secrets_never_leak(fake_server: FakeServer, tmp_path, monkeypatch, capl
         assert secret[:20] not in blob  # nor a long prefix of it
 
 
-def test_import_router_does_not_import_litellm() -> None:
-    code = "import sys, router; print('litellm' in sys.modules, 'rich' in sys.modules)"
+def test_import_router_does_not_import_litellm_rich_or_yaml() -> None:
+    # YAML and the policy schema load with the first policy: `import router` stays cheap (issue 5).
+    heavy = ("litellm", "rich", "yaml", "router._build")
+    code = f"import sys, router; print(*[m in sys.modules for m in {heavy!r}])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "False"]
+    assert out.split() == ["False"] * len(heavy)
+
+
+def _tls_context(client: object) -> object:
+    """The ssl.SSLContext an SDK client's connection pool will use (httpx2/httpcore2 internals)."""
+    return client._client._transport._pool._ssl_context  # type: ignore[attr-defined]
+
+
+def test_clients_are_ready_before_the_first_call_and_share_one_tls_context(make_router) -> None:
+    # A model's first call (often a failover, when things are already slow) must not pay for building
+    # SDK clients; building a TLS context reads the CA store, so every client shares one.
+    r = make_router(models=("primary", "fallback", "third"))
+    providers = [t.provider for t in r._current.targets.values()]
+    clients = [c for p in providers for c in (p._sync, p._async)]
+    assert all(c is not None for c in clients)
+    contexts = {id(_tls_context(c)) for c in clients}
+    assert len(contexts) == 1
+    assert isinstance(_tls_context(clients[0]), ssl.SSLContext)
+    assert _tls_context(clients[0]).verify_mode == ssl.CERT_REQUIRED  # the SDK's default verification, kept
 
 
 def test_validate_command(tmp_path) -> None:

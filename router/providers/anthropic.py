@@ -2,20 +2,50 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import ssl
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anthropic
+import httpx2
 from anthropic.types import Message, RawMessageStreamEvent
 
 from ..outcome import Failure, classify
 from ..policy import ModelConfig
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every model's clients: building one reads the CA store, which takes tens of ms."""
+    return httpx2.create_ssl_context()  # what the SDK's own default client builds (honours SSL_CERT_FILE/DIR)
+
+
+class _HttpClient(anthropic.DefaultHttpxClient):
+    """The SDK's default sync HTTP client on the shared TLS context; closed when dropped, as the SDK's own is."""
+
+    def __del__(self) -> None:
+        if not self.is_closed:
+            with contextlib.suppress(Exception):
+                self.close()
+
+
+class _AsyncHttpClient(anthropic.DefaultAsyncHttpxClient):
+    """The async twin: when dropped inside a running event loop, its connections are closed on that loop."""
+
+    def __del__(self) -> None:
+        if not self.is_closed:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().create_task(self.aclose())
+
+
 class AnthropicProvider:
-    """Calls one Claude model. Clients are made on first use and then reused for every call."""
+    """Calls one Claude model. Its clients are built with the provider (so the first call to a fallback does
+    not pay for them) and reused for every call; after close() they are rebuilt on the next call."""
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
@@ -27,6 +57,8 @@ class AnthropicProvider:
         self._lock = threading.Lock()
         self._inflight = 0  # calls and streams under way: a retired provider closes when this reaches 0
         self._retired = False
+        self._sync_client()
+        self._async_client()
 
     def __repr__(self) -> str:
         return f"AnthropicProvider({self.config.alias!r}, model={self.config.model!r})"
@@ -42,13 +74,15 @@ class AnthropicProvider:
     def _sync_client(self) -> anthropic.Anthropic:
         with self._lock:
             if self._sync is None:
-                self._sync = anthropic.Anthropic(**self._client_kwargs())
+                http = _HttpClient(verify=_tls())
+                self._sync = anthropic.Anthropic(**self._client_kwargs(), http_client=http)
             return self._sync
 
     def _async_client(self) -> anthropic.AsyncAnthropic:
         with self._lock:
             if self._async is None:
-                self._async = anthropic.AsyncAnthropic(**self._client_kwargs())
+                http = _AsyncHttpClient(verify=_tls())
+                self._async = anthropic.AsyncAnthropic(**self._client_kwargs(), http_client=http)
             return self._async
 
     def _timeout_for(self, budget: float) -> anthropic.Timeout:
