@@ -1,9 +1,10 @@
 """Async throughput at 100 and 500 concurrent requests: router.acomplete vs the direct AsyncAnthropic client.
 
 Run: python -m benchmarks.throughput [--quick] [--no-litellm]
-At C=100, 100 coroutines send 2 requests each, one after the other; at C=500, a burst of 500 concurrent
-requests. Batches of the direct client and of the router alternate over several rounds and each ratio is
-taken within a round, then the median over the rounds; litellm runs one batch after them. Client CPU per
+C coroutines send requests one after the other (4 each at C=100, 2 each at C=500). Batches of the direct
+client, of a second identical direct client (the A/A control: the noise floor) and of the router run in a
+fresh order every round; each ratio is taken within a round, then the median [min-max] over the rounds;
+litellm runs one batch after them. Client CPU per
 request is this process's CPU time (all threads) over the batch divided by its requests; the fake server
 is another process.
 """
@@ -11,6 +12,7 @@ is another process.
 from __future__ import annotations
 
 import asyncio
+import random
 import statistics
 import sys
 import time
@@ -60,47 +62,59 @@ async def batch(call: Call, concurrency: int, total: int) -> tuple[float, float,
     return time.perf_counter() - t0, time.process_time() - cpu0, failed
 
 
+CONTROL = "direct anthropic.AsyncAnthropic, a second client (A/A control)"
+DIRECT = "direct anthropic.AsyncAnthropic"
+OURS = "router.acomplete"
+
+
+def spread(values: list[float]) -> str:
+    """median [min-max] of ratios, as percentages."""
+    return f"{statistics.median(values):.0%} [{min(values):.0%}-{max(values):.0%}]"
+
+
 async def measure(url: str, settings: Settings, lt: Any | None) -> list[list[str]]:
     direct = anthropic.AsyncAnthropic(base_url=url, api_key=KEY, max_retries=0)
+    control = anthropic.AsyncAnthropic(base_url=url, api_key=KEY, max_retries=0)
     r = Router(router_policy(url, {"primary": PRIMARY, "fallback": FALLBACK}, {"default": ["primary", "fallback"]}),
                watch=False)
     contenders: dict[str, Call] = {
-        "direct anthropic.AsyncAnthropic": lambda: direct.messages.create(
-            model=PRIMARY, messages=USER, max_tokens=MAX_TOKENS),
-        "router.acomplete": lambda: r.acomplete(messages=USER, max_tokens=MAX_TOKENS),
+        DIRECT: lambda: direct.messages.create(model=PRIMARY, messages=USER, max_tokens=MAX_TOKENS),
+        CONTROL: lambda: control.messages.create(model=PRIMARY, messages=USER, max_tokens=MAX_TOKENS),
+        OURS: lambda: r.acomplete(messages=USER, max_tokens=MAX_TOKENS),
     }
     if lt is not None:
         contenders["litellm.Router.acompletion anthropic/"] = lambda: lt.acompletion(
             model="primary", messages=USER, max_tokens=MAX_TOKENS)
-    rounds = settings.n(3, 2)
+    rounds = settings.n(7, 2)
+    shuffle = random.Random(5)
     out: list[list[str]] = []
-    ours = ["direct anthropic.AsyncAnthropic", "router.acomplete"]
+    ours = [DIRECT, CONTROL, OURS]
     try:
-        for concurrency, per_coroutine in ((100, 2), (500, 1)):
+        for concurrency, per_coroutine in ((100, 4), (500, 2)):
             total = concurrency * per_coroutine
             results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in contenders}
             for name in ours:  # fill connection pools, warm code paths
                 await batch(contenders[name], concurrency, concurrency)
-            for i in range(rounds):  # direct and router alternate, each round starting with the other one
-                for name in ours[i % 2:] + ours[: i % 2]:
+            for _ in range(rounds):  # a fresh order every round, so drift within a round hits all alike
+                for name in shuffle.sample(ours, len(ours)):
                     results[name].append(await batch(contenders[name], concurrency, total))
             # litellm after ours, never before them: its leftover background work (logging tasks and threads)
             # would slow whichever batch came next.
             for name in list(contenders)[len(ours):]:
                 await batch(contenders[name], concurrency, concurrency)
                 results[name].append(await batch(contenders[name], concurrency, total))
-            base = results[ours[0]]
+            base = results[DIRECT]
             base_rate = statistics.median(total / wall for wall, _, _ in base)
             base_cpu = statistics.median(cpu for _, cpu, _ in base)
             for name, res in results.items():
                 rate = statistics.median(total / wall for wall, _, _ in res)
                 cpu = statistics.median(cpu for _, cpu, _ in res)
-                if name == ours[0]:
+                if name == DIRECT:
                     ratio = cpu_ratio = "-"
                 elif name in ours:  # within each round (same drift), then the median over the rounds
                     pairs = list(zip(res, base, strict=True))
-                    ratio = f"{statistics.median(b[0] / c[0] for c, b in pairs):.0%}"
-                    cpu_ratio = f"{statistics.median(c[1] / b[1] for c, b in pairs):.0%}"
+                    ratio = spread([b[0] / c[0] for c, b in pairs])
+                    cpu_ratio = spread([c[1] / b[1] for c, b in pairs])
                 else:  # litellm's single batch against the direct client's median
                     ratio, cpu_ratio = f"{rate / base_rate:.0%}", f"{cpu / base_cpu:.0%}"
                 failed = sum(f for _, _, f in res)
@@ -108,6 +122,7 @@ async def measure(url: str, settings: Settings, lt: Any | None) -> list[list[str
                             f"{failed}/{total * len(res)}"])
     finally:
         await direct.close()
+        await control.close()
         await r.aclose()
         await close_litellm_clients()
     return out
@@ -122,9 +137,9 @@ def run(settings: Settings, server: ServerProcess) -> list[Table]:
             fallbacks=[{"primary": ["fallback"]}],
             num_retries=0,
         )
-    rounds = settings.n(3, 2)
+    rounds = settings.n(7, 2)
     table = Table(
-        f"Async throughput, non-streaming, healthy primary (median of {rounds} alternating rounds; "
+        f"Async throughput, non-streaming, healthy primary (median [min-max] of {rounds} shuffled rounds; "
         "litellm: one batch, after them)",
         ["concurrent", "contender", "req/s", "throughput vs direct", "client CPU µs/req", "CPU vs direct",
          "failed"],
@@ -136,15 +151,18 @@ def run(settings: Settings, server: ServerProcess) -> list[Table]:
 
         table.summary.append([
             f"Async throughput at {c} concurrent vs the direct client: req/s ratio (client CPU per request ratio)",
-            f"{at('router.acomplete', 'throughput vs direct')} ({at('router.acomplete', 'CPU vs direct')})",
+            f"{at(OURS, 'throughput vs direct')} ({at(OURS, 'CPU vs direct')}); A/A control: "
+            f"{at(CONTROL, 'throughput vs direct')}",
             f"{at('litellm.Router.acompletion anthropic/', 'throughput vs direct')} "
             f"({at('litellm.Router.acompletion anthropic/', 'CPU vs direct')})",
             "≥ 95% at 500",
         ])
     table.notes += [
-        "A batch: C=100 coroutines sending 2 requests each, one after the other, or a burst of C=500 concurrent "
-        "requests. 'vs direct' is the median over rounds of the ratio to the direct client's batch of the same "
-        "round (throughput: higher is better; CPU: the benchmark process's CPU time, lower is better). "
+        "A batch: C coroutines sending requests one after the other, 4 each at C=100 and 2 each at C=500. "
+        "'vs direct' is the ratio to the direct client's batch of the same round, as the median [min-max] over "
+        "rounds (throughput: higher is better; CPU: the benchmark process's CPU time, lower is better). "
+        "The A/A control is a second, identical direct client measured the same way: its spread is this "
+        "machine's noise floor, and a router ratio inside it is no measurable difference. "
         "SDK default connection limits "
         "(max_connections 1000, keep-alive 100) for the direct client and for the router's clients alike.",
         "The fake server runs in a separate process on the other core; on 2 cores the client and server compete "
