@@ -88,7 +88,9 @@ class Stitcher:
         self._held: list[RawMessageStreamEvent] = []
         self._message: dict[str, Any] | None = None  # the caller's message snapshot
         self._blocks: list[dict[str, Any]] = []
-        self._json: dict[int, str] = {}
+        # Streamed pieces per block and field ("text", "thinking", "partial_json"), joined only when read:
+        # appending to one growing str would copy it on every delta (quadratic in a long answer).
+        self._pieces: list[dict[str, list[str]]] = []
         self._open: int | None = None  # caller index of the open block
         self._text_len = 0
         self._input_tokens = 0
@@ -113,7 +115,7 @@ class Stitcher:
         self._hold = None
         if not self.emitted:
             self._held = []
-            self._message, self._blocks, self._json, self._open = None, [], {}, None
+            self._message, self._blocks, self._pieces, self._open = None, [], [], None
             self._resuming = False
             return None
         self._resuming = True
@@ -171,6 +173,7 @@ class Stitcher:
             caller_index = len(self._blocks)
             self._index_map[event.index] = caller_index
             self._blocks.append(block.model_dump(exclude_none=True))
+            self._pieces.append({})
             self._open = caller_index
             return self._out(self._reindexed(event, caller_index))
         if isinstance(event, RawContentBlockStopEvent):
@@ -201,13 +204,13 @@ class Stitcher:
                 return self._flush_hold()
             self._append_text(caller_index, text)
             return self._out(self._reindexed(event, caller_index))
-        block = self._blocks[caller_index] if caller_index < len(self._blocks) else {}
-        if delta.type == "input_json_delta":
-            self._json[caller_index] = self._json.get(caller_index, "") + delta.partial_json
-        elif delta.type == "thinking_delta":
-            block["thinking"] = block.get("thinking", "") + delta.thinking
-        elif delta.type == "signature_delta":
-            block["signature"] = delta.signature
+        if caller_index < len(self._blocks):
+            if delta.type == "input_json_delta":
+                self._grow(caller_index, "partial_json", delta.partial_json)
+            elif delta.type == "thinking_delta":
+                self._grow(caller_index, "thinking", delta.thinking)
+            elif delta.type == "signature_delta":
+                self._blocks[caller_index]["signature"] = delta.signature
         return self._out(self._reindexed(event, caller_index))
 
     @staticmethod
@@ -240,13 +243,29 @@ class Stitcher:
         return []
 
     def _append_text(self, caller_index: int, text: str) -> None:
-        block = self._blocks[caller_index]
-        block["text"] = block.get("text", "") + text
+        self._grow(caller_index, "text", text)
         self._text_len += len(text)
 
+    def _grow(self, caller_index: int, field: str, piece: str) -> None:
+        pieces = self._pieces[caller_index]
+        if field in pieces:
+            pieces[field].append(piece)
+        else:
+            pieces[field] = [piece]
+
+    def _joined(self, caller_index: int, field: str) -> str:
+        """A block's field as streamed so far: its value at content_block_start plus every delta."""
+        start = str(self._blocks[caller_index].get(field, ""))
+        return start + "".join(self._pieces[caller_index].get(field, ()))
+
+    def _block(self, caller_index: int) -> dict[str, Any]:
+        block = self._blocks[caller_index]
+        grown = {f: self._joined(caller_index, f) for f in self._pieces[caller_index] if f != "partial_json"}
+        return {**block, **grown} if grown else block
+
     def _close_block(self, caller_index: int) -> None:
-        if caller_index in self._json:
-            raw = self._json.pop(caller_index)
+        if caller_index < len(self._pieces) and "partial_json" in self._pieces[caller_index]:
+            raw = "".join(self._pieces[caller_index].pop("partial_json"))
             try:
                 self._blocks[caller_index]["input"] = json.loads(raw) if raw else {}
             except ValueError:
@@ -257,7 +276,7 @@ class Stitcher:
     def _open_text(self) -> str:
         if self._open is None or self._blocks[self._open].get("type") != "text":
             return ""
-        return str(self._blocks[self._open].get("text", ""))
+        return self._joined(self._open, "text")
 
     # -- how an attempt ended ---------------------------------------------------------------------
 
@@ -283,12 +302,14 @@ class Stitcher:
         return dataclasses.replace(failure, note=f"stream broke after {self._text_len} chars")
 
     def partial_text(self) -> str:
-        return "".join(str(b.get("text", "")) for b in self._blocks if b.get("type") == "text")
+        return "".join(self._joined(i, "text") for i, b in enumerate(self._blocks) if b.get("type") == "text")
 
     def snapshot(self, final: bool = False) -> Message:
         """The caller's message so far (or in full), with usage summed over every attempt."""
         data = dict(self._message or {"id": "", "type": "message", "role": "assistant", "model": ""})
-        data["content"] = [b for b in self._blocks if b.get("type") != "tool_use" or "input" in b]
+        data["content"] = [
+            self._block(i) for i, b in enumerate(self._blocks) if b.get("type") != "tool_use" or "input" in b
+        ]
         if not final:
             data["stop_reason"] = None
         data["usage"] = {

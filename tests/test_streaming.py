@@ -72,6 +72,70 @@ ERROR_TYPES = {"error event": "overloaded_error", "cut body": "connection_error"
                "stall past stream_idle": "timeout", "end without message_stop": "incomplete_stream"}
 
 
+def test_stitcher_joins_the_streamed_pieces_of_every_block_kind() -> None:
+    # The Stitcher keeps each block's streamed pieces and joins them when the message is built (one long
+    # str grown per delta would be quadratic in the answer's length); this pins what the join must produce
+    # for thinking, text (with its start value) and a tool call whose JSON arrives in fragments.
+    from anthropic.types import (
+        InputJSONDelta,
+        RawContentBlockDeltaEvent,
+        RawContentBlockStartEvent,
+        RawContentBlockStopEvent,
+        RawMessageDeltaEvent,
+        RawMessageStartEvent,
+        RawMessageStopEvent,
+        SignatureDelta,
+        TextBlock,
+        TextDelta,
+        ThinkingBlock,
+        ThinkingDelta,
+        ToolUseBlock,
+        Usage,
+    )
+    from anthropic.types.message_delta_usage import MessageDeltaUsage
+    from anthropic.types.raw_message_delta_event import Delta
+
+    from router.policy import ModelConfig
+    from router.stream_state import Stitcher
+
+    def delta(index: int, d: object) -> RawContentBlockDeltaEvent:
+        return RawContentBlockDeltaEvent(type="content_block_delta", index=index, delta=d)  # type: ignore[arg-type]
+
+    start = Message(id="msg_1", type="message", role="assistant", model=PRIMARY, content=[], stop_reason=None,
+                    stop_sequence=None, usage=Usage(input_tokens=7, output_tokens=1))
+    events = [
+        RawMessageStartEvent(type="message_start", message=start),
+        RawContentBlockStartEvent(type="content_block_start", index=0,
+                                  content_block=ThinkingBlock(type="thinking", thinking="", signature="")),
+        *[delta(0, ThinkingDelta(type="thinking_delta", thinking=p)) for p in ("Let me ", "think", ".")],
+        delta(0, SignatureDelta(type="signature_delta", signature="sig")),
+        RawContentBlockStopEvent(type="content_block_stop", index=0),
+        RawContentBlockStartEvent(type="content_block_start", index=1,
+                                  content_block=TextBlock(type="text", text="A")),
+        *[delta(1, TextDelta(type="text_delta", text=p)) for p in ("b", "c" * 3000, "d")],
+        RawContentBlockStopEvent(type="content_block_stop", index=1),
+        RawContentBlockStartEvent(type="content_block_start", index=2,
+                                  content_block=ToolUseBlock(type="tool_use", id="tu_1", name="f", input={})),
+        *[delta(2, InputJSONDelta(type="input_json_delta", partial_json=p)) for p in ('{"ci', 'ty": "Pa', 'ris"}')],
+        RawContentBlockStopEvent(type="content_block_stop", index=2),
+        RawMessageDeltaEvent(type="message_delta", delta=Delta(stop_reason="tool_use", stop_sequence=None),
+                             usage=MessageDeltaUsage(output_tokens=42)),
+        RawMessageStopEvent(type="message_stop"),
+    ]
+    stitcher = Stitcher("resume")
+    stitcher.begin(ModelConfig(alias="primary", provider="anthropic", model=PRIMARY))
+    out = [e for event in events for e in stitcher.feed(event)]
+    assert out == events  # one healthy attempt: the caller sees the provider's events unchanged
+    final = stitcher.finish("req_1")
+    assert isinstance(final, Message)
+    thinking, text, tool = final.content
+    assert (thinking.type, thinking.thinking, thinking.signature) == ("thinking", "Let me think.", "sig")
+    assert (text.type, text.text) == ("text", "Ab" + "c" * 3000 + "d")
+    assert (tool.type, tool.input) == ("tool_use", {"city": "Paris"})
+    assert stitcher.partial_text() == "Ab" + "c" * 3000 + "d"
+    assert (final.stop_reason, final.usage.input_tokens, final.usage.output_tokens) == ("tool_use", 7, 42)
+
+
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_529_before_streaming_fails_over_cleanly(fake_server: FakeServer, srouter, mode: str) -> None:
     fake_server.plan(PRIMARY, [Fault.status(529)])
