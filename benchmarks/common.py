@@ -224,6 +224,10 @@ class ServerProcess:
         """From now on `model` answers normally; returns its request count at the switch."""
         return self._ask(f"ok {model}")
 
+    def long(self, model: str, deltas: int) -> int:
+        """From now on `model` streams `deltas` text deltas of 20 chars each; returns its request count."""
+        return self._ask(f"long {model} {deltas}")
+
     def close(self) -> None:
         if self._proc.poll() is None:
             try:
