@@ -98,6 +98,31 @@ class _Loader(yaml.SafeLoader):
             self.depth -= 1
 
 
+def _unclosed(e: yaml.MarkedYAMLError) -> bool:
+    """A quote or a flow [ ] / { } that is never closed: PyYAML notices only where the text stops making
+    sense (often the end of the file), so the line to blame is the one where it opens."""
+    problem = e.problem or ""
+    if e.context == "while scanning a quoted scalar":
+        return problem.startswith("found unexpected end of stream")
+    return e.context in ("while parsing a flow sequence", "while parsing a flow mapping") and (
+        problem.startswith("expected ',' or")
+    )
+
+
+def _locate(e: yaml.MarkedYAMLError) -> tuple[int | None, str]:
+    """The line to report and the message for a YAML syntax error."""
+    problem_line = e.problem_mark.line + 1 if e.problem_mark else None
+    context_line = e.context_mark.line + 1 if e.context_mark else None
+    message = e.problem or e.context or "unreadable"
+    if e.context and e.problem and context_line is not None and _unclosed(e):
+        opened = {"while scanning a quoted scalar": "a quoted string", "while parsing a flow sequence": "a [",
+                  "while parsing a flow mapping": "a {"}[e.context]
+        return context_line, f"{opened} opened on this line is never closed ({message} at line {problem_line})"
+    if e.context and e.problem:
+        message += f" ({e.context})"
+    return problem_line or context_line, message
+
+
 def read(text: str, env: Mapping[str, str]) -> Node | None:
     """The document as Scalar/Seq/Map with ${VAR} substituted, or None when it is empty."""
     if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
@@ -111,11 +136,8 @@ def read(text: str, env: Mapping[str, str]) -> Node | None:
         loader = _Loader(refs.text)
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        message = e.problem or e.context or "unreadable"
-        if e.context and e.problem:
-            message += f" ({e.context})"
-        problem = Problem(f"invalid YAML: {refs.raw(message)}", mark.line + 1 if mark else None)
+        line, message = _locate(e)
+        problem = Problem(f"invalid YAML: {refs.raw(message)}", line)
     except yaml.reader.ReaderError as e:
         line = refs.text[: int(e.position)].count("\n") + 1
         problem = Problem(f"invalid character {int(e.character):#x} (binary data?)", line)
