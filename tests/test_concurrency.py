@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -410,6 +411,44 @@ def test_reloading_does_not_leak_http_connections(
         assert grown < 10, f"{grown} more open descriptors after 40 reloads that changed {change}"
     finally:
         r.close()
+
+
+def test_a_reload_in_another_thread_closes_async_connections_on_their_own_loop(
+    fake_server: FakeServer, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An app with a sync part and an async part: the async requests run on an event loop in one thread,
+    the policy is reloaded from another. The replaced provider's async connections belong to that loop
+    and can only be closed on it: they must be, or every reload leaks sockets (the loop keeps them)."""
+    fd_dir = Path("/proc/self/fd")
+    if not fd_dir.is_dir():
+        pytest.skip("needs /proc/self/fd to count open descriptors")
+    monkeypatch.setenv("KEY_PRIMARY", KEYS["KEY_PRIMARY"])
+    path = tmp_path / "policy.yaml"
+    models = {"a": "claude-a"}
+    path.write_text(_file_policy(fake_server.url, models), encoding="utf-8")
+    r = Router.from_yaml(path, watch=False)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def on_loop(coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(JOIN_TIMEOUT)
+
+    try:
+        on_loop(r.acomplete(messages=USER, max_tokens=8))
+        before = len(list(fd_dir.iterdir()))
+        for i in range(40):
+            path.write_text(_file_policy(fake_server.url, models, read=f"{10 + i % 2}s"), encoding="utf-8")
+            r.reload()  # here, not on the loop's thread
+            on_loop(r.acomplete(messages=USER, max_tokens=8))
+        on_loop(asyncio.sleep(0.1))  # the closes scheduled on the loop run
+        grown = len(list(fd_dir.iterdir())) - before
+        assert grown < 5, f"{grown} more open descriptors after 40 reloads from another thread"
+    finally:
+        on_loop(r.aclose())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(JOIN_TIMEOUT)
+        loop.close()
 
 
 async def test_cancelled_coroutines_never_wedge_a_half_open_breaker(

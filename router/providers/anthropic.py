@@ -43,6 +43,25 @@ class _AsyncHttpClient(anthropic.DefaultAsyncHttpxClient):
                 asyncio.get_running_loop().create_task(self.aclose())
 
 
+_closing: set[object] = set()  # scheduled closes, kept referenced until they are done
+
+
+def _close_on(loop: asyncio.AbstractEventLoop, client: anthropic.AsyncAnthropic) -> None:
+    """Close an async client on the event loop its connections belong to, from any thread."""
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is loop:
+        task = loop.create_task(client.close())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+    else:
+        future = asyncio.run_coroutine_threadsafe(client.close(), loop)
+        _closing.add(future)
+        future.add_done_callback(_closing.discard)
+
+
 class AnthropicProvider:
     """Calls one Claude model. Its clients are built with the provider (so the first call to a fallback does
     not pay for them) and reused for every call; after close() they are rebuilt on the next call."""
@@ -57,6 +76,7 @@ class AnthropicProvider:
         self._lock = threading.Lock()
         self._inflight = 0  # calls and streams under way: a retired provider closes when this reaches 0
         self._retired = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the async client's connections live
         self._sync_client()
         self._async_client()
 
@@ -125,6 +145,7 @@ class AnthropicProvider:
         self._enter()  # before taking the client, so a retire() cannot close it under us
         try:
             client = self._async or self._async_client()
+            self._loop = asyncio.get_running_loop()
             message: Message = await client.messages.create(
                 model=self.config.model, timeout=self._timeout_for(timeout), **params
             )
@@ -162,6 +183,7 @@ class AnthropicProvider:
         self._enter()  # before taking the client, so a retire() cannot close it under us
         try:
             client = self._async or self._async_client()
+            self._loop = asyncio.get_running_loop()
             events = await client.messages.create(
                 model=self.config.model, stream=True, timeout=self._stream_timeout(timeout), **params
             )
@@ -177,17 +199,21 @@ class AnthropicProvider:
         return classify(exc, self._overrides)
 
     def close(self) -> None:
-        # The async client's connections belong to the event loop that used them and can only be closed
-        # from it (aclose()); here it is just dropped.
+        # The async client's connections belong to the event loop that used them, which may run in another
+        # thread (a reload from sync code): they are closed on that loop, if it still runs.
         with self._lock:
             sync, self._sync = self._sync, None
-            self._async = None
+            aclient, self._async = self._async, None
+            loop, self._loop = self._loop, None
         if sync is not None:
             sync.close()
+        if aclient is not None and loop is not None and loop.is_running():
+            _close_on(loop, aclient)
 
     async def aclose(self) -> None:
         with self._lock:
             aclient, self._async = self._async, None
+            self._loop = None
         if aclient is not None:
             await aclient.close()
         self.close()
