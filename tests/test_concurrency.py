@@ -382,6 +382,25 @@ def test_removing_a_model_while_requests_to_it_are_in_flight(
         r.close()
 
 
+def _open_descriptors() -> int:
+    fd_dir = Path("/proc/self/fd")
+    if not fd_dir.is_dir():
+        pytest.skip("needs /proc/self/fd to count open descriptors")
+    return len(list(fd_dir.iterdir()))
+
+
+def _one_model_router(
+    fake_server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, dict[str, str], Router]:
+    """A Router on a policy file with one model, a, which the test edits and reloads."""
+    _open_descriptors()  # skip before building anything
+    monkeypatch.setenv("KEY_PRIMARY", KEYS["KEY_PRIMARY"])
+    path = tmp_path / "policy.yaml"
+    models = {"a": "claude-a"}
+    path.write_text(_file_policy(fake_server.url, models), encoding="utf-8")
+    return path, models, Router.from_yaml(path, watch=False)
+
+
 @pytest.mark.parametrize("change", ["retry", "timeout"])
 def test_reloading_does_not_leak_http_connections(
     fake_server: FakeServer, tmp_path, monkeypatch: pytest.MonkeyPatch, change: str
@@ -391,23 +410,16 @@ def test_reloading_does_not_leak_http_connections(
     them, not kept until Router.close(): a service whose policy is edited now and then must not run out
     of sockets. Counted as this process's open file descriptors (client and fake server ends both live
     here), which must not grow with the number of reloads."""
-    fd_dir = Path("/proc/self/fd")
-    if not fd_dir.is_dir():
-        pytest.skip("needs /proc/self/fd to count open descriptors")
-    monkeypatch.setenv("KEY_PRIMARY", KEYS["KEY_PRIMARY"])
-    path = tmp_path / "policy.yaml"
-    models = {"a": "claude-a"}
-    path.write_text(_file_policy(fake_server.url, models), encoding="utf-8")
-    r = Router.from_yaml(path, watch=False)
+    path, models, r = _one_model_router(fake_server, tmp_path, monkeypatch)
     try:
         r.complete(messages=USER, max_tokens=8)
-        before = len(list(fd_dir.iterdir()))
+        before = _open_descriptors()
         for i in range(40):
             edit = {"attempts": 1 + i % 2} if change == "retry" else {"read": f"{10 + i % 2}s"}
             path.write_text(_file_policy(fake_server.url, models, **edit), encoding="utf-8")  # type: ignore[arg-type]
             r.reload()
             r.complete(messages=USER, max_tokens=8)
-        grown = len(list(fd_dir.iterdir())) - before
+        grown = _open_descriptors() - before
         assert grown < 10, f"{grown} more open descriptors after 40 reloads that changed {change}"
     finally:
         r.close()
@@ -419,14 +431,7 @@ def test_a_reload_in_another_thread_closes_async_connections_on_their_own_loop(
     """An app with a sync part and an async part: the async requests run on an event loop in one thread,
     the policy is reloaded from another. The replaced provider's async connections belong to that loop
     and can only be closed on it: they must be, or every reload leaks sockets (the loop keeps them)."""
-    fd_dir = Path("/proc/self/fd")
-    if not fd_dir.is_dir():
-        pytest.skip("needs /proc/self/fd to count open descriptors")
-    monkeypatch.setenv("KEY_PRIMARY", KEYS["KEY_PRIMARY"])
-    path = tmp_path / "policy.yaml"
-    models = {"a": "claude-a"}
-    path.write_text(_file_policy(fake_server.url, models), encoding="utf-8")
-    r = Router.from_yaml(path, watch=False)
+    path, models, r = _one_model_router(fake_server, tmp_path, monkeypatch)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -436,13 +441,13 @@ def test_a_reload_in_another_thread_closes_async_connections_on_their_own_loop(
 
     try:
         on_loop(r.acomplete(messages=USER, max_tokens=8))
-        before = len(list(fd_dir.iterdir()))
+        before = _open_descriptors()
         for i in range(40):
             path.write_text(_file_policy(fake_server.url, models, read=f"{10 + i % 2}s"), encoding="utf-8")
             r.reload()  # here, not on the loop's thread
             on_loop(r.acomplete(messages=USER, max_tokens=8))
         on_loop(asyncio.sleep(0.1))  # the closes scheduled on the loop run
-        grown = len(list(fd_dir.iterdir())) - before
+        grown = _open_descriptors() - before
         assert grown < 5, f"{grown} more open descriptors after 40 reloads from another thread"
     finally:
         on_loop(r.aclose())
