@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import logging
 import os
@@ -18,9 +19,12 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
 
+import anthropic
+import httpx2
 from anthropic.types import MessageParam
 
 from router import Policy, parse_policy
+from router.testing import wire
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -279,6 +283,33 @@ def router_policy(
     for name, chain in routes.items():
         lines.append(f"  {name}: [{', '.join(chain)}]")
     return parse_policy("\n".join(lines) + "\n", source="<benchmark policy>", env={"BENCH_KEY": KEY})
+
+
+# -- the SDK on an in-memory transport --------------------------------------------------------------
+
+MEMORY_URL = "http://memory"
+_CANNED = wire.anthropic_message("msg_bench", "claude-primary", "Hello from the in-memory transport", "end_turn", 8, 6)
+
+
+def _canned(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(200, headers={"content-type": "application/json", "request-id": "req_bench"},
+                           content=_CANNED)
+
+
+def memory_clients(latency: float = 0.0) -> tuple[anthropic.Anthropic, anthropic.AsyncAnthropic]:
+    """SDK clients on httpx2.MockTransport answering one canned Message: no sockets, no server. With
+    `latency`, the async client's answers take that long (asyncio.sleep), so many calls can be in flight."""
+
+    async def slow(request: httpx2.Request) -> httpx2.Response:
+        await asyncio.sleep(latency)
+        return _canned(request)
+
+    return (
+        anthropic.Anthropic(api_key=KEY, base_url=MEMORY_URL, max_retries=0,
+                            http_client=httpx2.Client(transport=httpx2.MockTransport(_canned))),
+        anthropic.AsyncAnthropic(api_key=KEY, base_url=MEMORY_URL, max_retries=0, http_client=httpx2.AsyncClient(
+            transport=httpx2.MockTransport(slow if latency else _canned))),
+    )
 
 
 # -- litellm -------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
-import httpx2
 import openai
 
 if not __package__:  # run as a script: make the `benchmarks` package importable
@@ -26,6 +25,7 @@ if not __package__:  # run as a script: make the `benchmarks` package importable
 from benchmarks.common import (
     KEY,
     MAX_TOKENS,
+    MEMORY_URL,
     USER,
     AsyncCall,
     ServerProcess,
@@ -38,6 +38,7 @@ from benchmarks.common import (
     import_litellm,
     interleave,
     litellm_deployment,
+    memory_clients,
     p50,
     pct,
     router_policy,
@@ -46,7 +47,6 @@ from benchmarks.common import (
     warm_up,
 )
 from router import Router
-from router.testing import wire
 
 PRIMARY, FALLBACK = "claude-primary", "claude-fallback"
 COLUMNS = ["contender", "wire", "p50 µs", "p99 µs", "added at p50 µs", "× direct"]
@@ -206,29 +206,11 @@ def run(settings: Settings, server: ServerProcess) -> list[Table]:
     return [table] if memory is None else [table, memory]
 
 
-_CANNED = wire.anthropic_message("msg_bench", PRIMARY, "Hello from the in-memory transport", "end_turn", 8, 6)
-
-
-def _canned(request: httpx2.Request) -> httpx2.Response:
-    return httpx2.Response(200, headers={"content-type": "application/json", "request-id": "req_bench"},
-                           content=_CANNED)
-
-
-def _memory_clients() -> tuple[anthropic.Anthropic, anthropic.AsyncAnthropic]:
-    transport = httpx2.MockTransport(_canned)
-    return (
-        anthropic.Anthropic(api_key=KEY, base_url="http://memory", max_retries=0,
-                            http_client=httpx2.Client(transport=transport)),
-        anthropic.AsyncAnthropic(api_key=KEY, base_url="http://memory", max_retries=0,
-                                 http_client=httpx2.AsyncClient(transport=transport)),
-    )
-
-
 def bench_stubbed(calls: int) -> dict[str, list[float]]:
     """router.complete / acomplete with the primary's provider answering at once: the router's work alone."""
-    r = make_router("http://memory")
+    r = make_router(MEMORY_URL)
     provider: Any = r._current.targets["primary"].provider
-    sync_client, _ = _memory_clients()
+    sync_client, _ = memory_clients()
     message = sync_client.messages.create(model=PRIMARY, messages=USER, max_tokens=MAX_TOKENS)  # a real SDK
     sync_client.close()  # response, `_request_id` and all (a hand-built one would take pydantic's slow path)
 
@@ -294,14 +276,14 @@ def bench_no_network(settings: Settings) -> Table | None:
     left is the router's work (plan, breaker, routing record). Benchmark-only: it swaps the clients of the
     router's provider through private attributes, and skips itself when those are not there."""
     time.sleep(0.5)  # let litellm's background work (if any ran before) drain
-    r = make_router("http://memory")
+    r = make_router(MEMORY_URL)
     provider = r._current.targets["primary"].provider
     if not (hasattr(provider, "_sync") and hasattr(provider, "_async")):
         r.close()
         return None
-    provider._sync, provider._async = _memory_clients()
+    provider._sync, provider._async = memory_clients()
     inside = _time_inside(provider)
-    direct, adirect = _memory_clients()
+    direct, adirect = memory_clients()
     calls = settings.n(2000, 1000)
     contenders: dict[str, SyncCall] = {
         "sync: direct anthropic.Anthropic": lambda: direct.messages.create(

@@ -12,6 +12,7 @@ is another process.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import statistics
 import sys
@@ -28,6 +29,7 @@ if not __package__:  # run as a script: make the `benchmarks` package importable
 from benchmarks.common import (
     KEY,
     MAX_TOKENS,
+    MEMORY_URL,
     USER,
     ServerProcess,
     Settings,
@@ -35,6 +37,7 @@ from benchmarks.common import (
     close_litellm_clients,
     import_litellm,
     litellm_deployment,
+    memory_clients,
     router_policy,
     standalone,
 )
@@ -57,11 +60,15 @@ async def batch(call: Call, concurrency: int, total: int) -> tuple[float, float,
             except Exception:
                 failed += 1
 
+    # Every batch starts from a fresh collection: otherwise whichever batch happens to trigger a full
+    # collection (a scan of the whole heap, ~150 ms here) pays for the garbage of the batches before it.
+    gc.collect()
     cpu0, t0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker(per_worker + (i < extra)) for i in range(concurrency)))
     return time.perf_counter() - t0, time.process_time() - cpu0, failed
 
 
+MEMORY_LATENCY = 0.002  # seconds each in-memory answer takes
 CONTROL = "direct anthropic.AsyncAnthropic, a second client (A/A control)"
 DIRECT = "direct anthropic.AsyncAnthropic"
 OURS = "router.acomplete"
@@ -72,60 +79,90 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):.0%} [{min(values):.0%}-{max(values):.0%}]"
 
 
-async def measure(url: str, settings: Settings, lt: Any | None) -> list[list[str]]:
-    direct = anthropic.AsyncAnthropic(base_url=url, api_key=KEY, max_retries=0)
-    control = anthropic.AsyncAnthropic(base_url=url, api_key=KEY, max_retries=0)
-    r = Router(router_policy(url, {"primary": PRIMARY, "fallback": FALLBACK}, {"default": ["primary", "fallback"]}),
-               watch=False)
-    contenders: dict[str, Call] = {
+async def compare(contenders: dict[str, Call], settings: Settings) -> list[list[str]]:
+    """Rows for each concurrency: DIRECT, CONTROL and OURS in shuffled rounds, then any others once."""
+    rounds = settings.n(7, 2)
+    shuffle = random.Random(5)
+    ours = [DIRECT, CONTROL, OURS]
+    out: list[list[str]] = []
+    for concurrency, per_coroutine in ((100, 4), (500, 2)):
+        total = concurrency * per_coroutine
+        results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in contenders}
+        for name in ours:  # fill connection pools, warm code paths
+            await batch(contenders[name], concurrency, concurrency)
+        for _ in range(rounds):  # a fresh order every round, so drift within a round hits all alike
+            for name in shuffle.sample(ours, len(ours)):
+                results[name].append(await batch(contenders[name], concurrency, total))
+        # litellm after ours, never before them: its leftover background work (logging tasks and threads)
+        # would slow whichever batch came next.
+        for name in list(contenders)[len(ours):]:
+            await batch(contenders[name], concurrency, concurrency)
+            results[name].append(await batch(contenders[name], concurrency, total))
+        base = results[DIRECT]
+        base_rate = statistics.median(total / wall for wall, _, _ in base)
+        base_cpu = statistics.median(cpu for _, cpu, _ in base)
+        for name, res in results.items():
+            rate = statistics.median(total / wall for wall, _, _ in res)
+            cpu = statistics.median(cpu for _, cpu, _ in res)
+            if name == DIRECT:
+                ratio = cpu_ratio = "-"
+            elif name in ours:  # within each round (same drift), then the median over the rounds
+                pairs = list(zip(res, base, strict=True))
+                ratio = spread([b[0] / c[0] for c, b in pairs])
+                cpu_ratio = spread([c[1] / b[1] for c, b in pairs])
+            else:  # litellm's single batch against the direct client's median
+                ratio, cpu_ratio = f"{rate / base_rate:.0%}", f"{cpu / base_cpu:.0%}"
+            failed = sum(f for _, _, f in res)
+            out.append([str(concurrency), name, f"{rate:,.0f}", ratio, f"{cpu / total * 1e6:,.0f}", cpu_ratio,
+                        f"{failed}/{total * len(res)}"])
+    return out
+
+
+def _router(url: str) -> Router:
+    policy = router_policy(url, {"primary": PRIMARY, "fallback": FALLBACK}, {"default": ["primary", "fallback"]})
+    return Router(policy, watch=False)
+
+
+def _ours(direct: anthropic.AsyncAnthropic, control: anthropic.AsyncAnthropic, r: Router) -> dict[str, Call]:
+    return {
         DIRECT: lambda: direct.messages.create(model=PRIMARY, messages=USER, max_tokens=MAX_TOKENS),
         CONTROL: lambda: control.messages.create(model=PRIMARY, messages=USER, max_tokens=MAX_TOKENS),
         OURS: lambda: r.acomplete(messages=USER, max_tokens=MAX_TOKENS),
     }
+
+
+async def measure(url: str, settings: Settings, lt: Any | None) -> list[list[str]]:
+    direct = anthropic.AsyncAnthropic(base_url=url, api_key=KEY, max_retries=0)
+    control = anthropic.AsyncAnthropic(base_url=url, api_key=KEY, max_retries=0)
+    r = _router(url)
+    contenders = _ours(direct, control, r)
     if lt is not None:
         contenders["litellm.Router.acompletion anthropic/"] = lambda: lt.acompletion(
             model="primary", messages=USER, max_tokens=MAX_TOKENS)
-    rounds = settings.n(7, 2)
-    shuffle = random.Random(5)
-    out: list[list[str]] = []
-    ours = [DIRECT, CONTROL, OURS]
     try:
-        for concurrency, per_coroutine in ((100, 4), (500, 2)):
-            total = concurrency * per_coroutine
-            results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in contenders}
-            for name in ours:  # fill connection pools, warm code paths
-                await batch(contenders[name], concurrency, concurrency)
-            for _ in range(rounds):  # a fresh order every round, so drift within a round hits all alike
-                for name in shuffle.sample(ours, len(ours)):
-                    results[name].append(await batch(contenders[name], concurrency, total))
-            # litellm after ours, never before them: its leftover background work (logging tasks and threads)
-            # would slow whichever batch came next.
-            for name in list(contenders)[len(ours):]:
-                await batch(contenders[name], concurrency, concurrency)
-                results[name].append(await batch(contenders[name], concurrency, total))
-            base = results[DIRECT]
-            base_rate = statistics.median(total / wall for wall, _, _ in base)
-            base_cpu = statistics.median(cpu for _, cpu, _ in base)
-            for name, res in results.items():
-                rate = statistics.median(total / wall for wall, _, _ in res)
-                cpu = statistics.median(cpu for _, cpu, _ in res)
-                if name == DIRECT:
-                    ratio = cpu_ratio = "-"
-                elif name in ours:  # within each round (same drift), then the median over the rounds
-                    pairs = list(zip(res, base, strict=True))
-                    ratio = spread([b[0] / c[0] for c, b in pairs])
-                    cpu_ratio = spread([c[1] / b[1] for c, b in pairs])
-                else:  # litellm's single batch against the direct client's median
-                    ratio, cpu_ratio = f"{rate / base_rate:.0%}", f"{cpu / base_cpu:.0%}"
-                failed = sum(f for _, _, f in res)
-                out.append([str(concurrency), name, f"{rate:,.0f}", ratio, f"{cpu / total * 1e6:,.0f}", cpu_ratio,
-                            f"{failed}/{total * len(res)}"])
+        return await compare(contenders, settings)
     finally:
         await direct.close()
         await control.close()
         await r.aclose()
         await close_litellm_clients()
-    return out
+
+
+async def measure_memory(settings: Settings) -> list[list[str]]:
+    """The same batches with every client on an in-memory transport whose answers take MEMORY_LATENCY:
+    no server and no sockets, so the batch time is this process's own work and much less noisy."""
+    _, direct = memory_clients(MEMORY_LATENCY)
+    _, control = memory_clients(MEMORY_LATENCY)
+    r = _router(MEMORY_URL)
+    provider: Any = r._current.targets["primary"].provider  # benchmark-only: swap in the in-memory client
+    await provider._async.close()
+    _, provider._async = memory_clients(MEMORY_LATENCY)
+    try:
+        return await compare(_ours(direct, control, r), settings)
+    finally:
+        await direct.close()
+        await control.close()
+        await r.aclose()
 
 
 def run(settings: Settings, server: ServerProcess) -> list[Table]:
@@ -145,24 +182,40 @@ def run(settings: Settings, server: ServerProcess) -> list[Table]:
          "failed"],
     )
     table.rows += asyncio.run(measure(server.url, settings, lt))
-    for c in (100, 500):
-        def at(name: str, column: str, c: int = c) -> str:
-            return next((r[table.columns.index(column)] for r in table.rows if r[0] == str(c) and r[1] == name), "-")
+    memory = Table(
+        f"Async throughput on an in-memory transport (answers after {MEMORY_LATENCY * 1e3:g} ms, no sockets; "
+        f"median [min-max] of {rounds} shuffled rounds)",
+        table.columns,
+    )
+    memory.rows += asyncio.run(measure_memory(settings))
+    memory.notes.append(
+        "Every client's HTTP transport is httpx2.MockTransport with an async handler that sleeps "
+        f"{MEMORY_LATENCY * 1e3:g} ms and returns a canned Message, so the C requests really are in flight "
+        "together, and the only work is this process's own: SDK, router and event loop. There is no server "
+        "process competing for the 2 cores and no socket churn, which is why the A/A control's spread is much "
+        "narrower here than over loopback. The router's primary has its async client swapped for the same "
+        "in-memory one (benchmark-only).")
+    for t, where in ((table, "loopback"), (memory, "in-memory")):
+        for c in (100, 500):
+            def at(name: str, column: str, c: int = c, t: Table = t) -> str:
+                return next((r[t.columns.index(column)] for r in t.rows if r[0] == str(c) and r[1] == name), "-")
 
-        table.summary.append([
-            f"Async throughput at {c} concurrent vs the direct client: req/s ratio (client CPU per request ratio)",
-            f"{at(OURS, 'throughput vs direct')} ({at(OURS, 'CPU vs direct')}); A/A control: "
-            f"{at(CONTROL, 'throughput vs direct')}",
-            f"{at('litellm.Router.acompletion anthropic/', 'throughput vs direct')} "
-            f"({at('litellm.Router.acompletion anthropic/', 'CPU vs direct')})",
-            "≥ 95% at 500",
-        ])
+            t.summary.append([
+                f"Async throughput at {c} concurrent vs the direct client, {where}: req/s ratio, median [min-max] "
+                "(client CPU per request ratio); the A/A control's req/s ratio",
+                f"{at(OURS, 'throughput vs direct')} ({at(OURS, 'CPU vs direct')}); A/A: "
+                f"{at(CONTROL, 'throughput vs direct')}",
+                f"{at('litellm.Router.acompletion anthropic/', 'throughput vs direct')} "
+                f"({at('litellm.Router.acompletion anthropic/', 'CPU vs direct')})",
+                "≥ 95% at 500",
+            ])
     table.notes += [
         "A batch: C coroutines sending requests one after the other, 4 each at C=100 and 2 each at C=500. "
         "'vs direct' is the ratio to the direct client's batch of the same round, as the median [min-max] over "
         "rounds (throughput: higher is better; CPU: the benchmark process's CPU time, lower is better). "
         "The A/A control is a second, identical direct client measured the same way: its spread is this "
-        "machine's noise floor, and a router ratio inside it is no measurable difference. "
+        "machine's noise floor, and a router ratio inside it is no measurable difference. Every batch starts "
+        "after a gc.collect(), so no batch pays for a full collection of the garbage the batches before it left. "
         "SDK default connection limits "
         "(max_connections 1000, keep-alive 100) for the direct client and for the router's clients alike.",
         "The fake server runs in a separate process on the other core; on 2 cores the client and server compete "
@@ -170,7 +223,7 @@ def run(settings: Settings, server: ServerProcess) -> list[Table]:
     ]
     if lt is None:
         table.notes.append("litellm: not measured (not installed or --no-litellm).")
-    return [table]
+    return [table, memory]
 
 
 if __name__ == "__main__":
