@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from anthropic.types import (
+    ContentBlock,
     Message,
     RawContentBlockDeltaEvent,
     RawContentBlockStartEvent,
@@ -26,6 +27,7 @@ from anthropic.types import (
     RawMessageStopEvent,
     RawMessageStreamEvent,
     TextDelta,
+    Usage,
 )
 
 from .errors import StreamInterrupted
@@ -86,11 +88,9 @@ class Stitcher:
         self.emitted = False  # has any content event reached the caller?
         self.final: Message | None = None
         self._held: list[RawMessageStreamEvent] = []
-        self._message: dict[str, Any] | None = None  # the caller's message snapshot
-        self._blocks: list[dict[str, Any]] = []
-        # Streamed pieces per block and field ("text", "thinking", "partial_json"), joined only when read:
-        # appending to one growing str would copy it on every delta (quadratic in a long answer).
-        self._pieces: list[dict[str, list[str]]] = []
+        self._start: Message | None = None  # the first attempt's message_start message
+        self._updates: dict[str, Any] = {}  # message_delta's fields (stop_reason, ...)
+        self._blocks: list[_Block] = []
         self._open: int | None = None  # caller index of the open block
         self._text_len = 0
         self._input_tokens = 0
@@ -115,7 +115,7 @@ class Stitcher:
         self._hold = None
         if not self.emitted:
             self._held = []
-            self._message, self._blocks, self._pieces, self._open = None, [], [], None
+            self._start, self._updates, self._blocks, self._open = None, {}, [], None
             self._resuming = False
             return None
         self._resuming = True
@@ -131,8 +131,8 @@ class Stitcher:
             reason = "the request failed after content was sent"
         elif self.on_interrupt == "raise":
             reason = "the policy says on_interrupt: raise"
-        elif self._open is not None and self._blocks[self._open].get("type") != "text":
-            reason = f"it broke inside a {self._blocks[self._open].get('type')} block, which cannot be resumed"
+        elif self._open is not None and self._blocks[self._open].type != "text":
+            reason = f"it broke inside a {self._blocks[self._open].type} block, which cannot be resumed"
         else:
             return None
         return StreamInterrupted(self.partial_text(), self.snapshot(), attempts, reason)
@@ -160,9 +160,8 @@ class Stitcher:
             usage = event.message.usage
             self._input_tokens += usage.input_tokens or 0
             self._attempt_out = usage.output_tokens or 0
-            if self._message is None:
-                self._message = event.message.model_dump(exclude_none=True)
-                self._message["content"] = []
+            if self._start is None:
+                self._start = event.message
                 self._held.append(event)
             return []
         if isinstance(event, RawContentBlockStartEvent):
@@ -172,8 +171,7 @@ class Stitcher:
                 return []
             caller_index = len(self._blocks)
             self._index_map[event.index] = caller_index
-            self._blocks.append(block.model_dump(exclude_none=True))
-            self._pieces.append({})
+            self._blocks.append(_Block(block))
             self._open = caller_index
             return self._out(self._reindexed(event, caller_index))
         if isinstance(event, RawContentBlockStopEvent):
@@ -184,8 +182,7 @@ class Stitcher:
         if isinstance(event, RawMessageDeltaEvent):
             flushed = self._flush_hold()
             self._attempt_out = max(self._attempt_out, event.usage.output_tokens or 0)
-            if self._message is not None:
-                self._message.update(event.delta.model_dump(exclude_none=True))
+            self._updates.update((name, value) for name, value in event.delta if value is not None)
             return [*flushed, *self._out(event)]
         if isinstance(event, RawMessageStopEvent):
             self._completed = True
@@ -205,12 +202,13 @@ class Stitcher:
             self._append_text(caller_index, text)
             return self._out(self._reindexed(event, caller_index))
         if caller_index < len(self._blocks):
+            block = self._blocks[caller_index]
             if delta.type == "input_json_delta":
-                self._grow(caller_index, "partial_json", delta.partial_json)
+                block.grow("partial_json", delta.partial_json)
             elif delta.type == "thinking_delta":
-                self._grow(caller_index, "thinking", delta.thinking)
+                block.grow("thinking", delta.thinking)
             elif delta.type == "signature_delta":
-                self._blocks[caller_index]["signature"] = delta.signature
+                block.done["signature"] = delta.signature
         return self._out(self._reindexed(event, caller_index))
 
     @staticmethod
@@ -243,40 +241,19 @@ class Stitcher:
         return []
 
     def _append_text(self, caller_index: int, text: str) -> None:
-        self._grow(caller_index, "text", text)
+        self._blocks[caller_index].grow("text", text)
         self._text_len += len(text)
 
-    def _grow(self, caller_index: int, field: str, piece: str) -> None:
-        pieces = self._pieces[caller_index]
-        if field in pieces:
-            pieces[field].append(piece)
-        else:
-            pieces[field] = [piece]
-
-    def _joined(self, caller_index: int, field: str) -> str:
-        """A block's field as streamed so far: its value at content_block_start plus every delta."""
-        start = str(self._blocks[caller_index].get(field, ""))
-        return start + "".join(self._pieces[caller_index].get(field, ()))
-
-    def _block(self, caller_index: int) -> dict[str, Any]:
-        block = self._blocks[caller_index]
-        grown = {f: self._joined(caller_index, f) for f in self._pieces[caller_index] if f != "partial_json"}
-        return {**block, **grown} if grown else block
-
     def _close_block(self, caller_index: int) -> None:
-        if caller_index < len(self._pieces) and "partial_json" in self._pieces[caller_index]:
-            raw = "".join(self._pieces[caller_index].pop("partial_json"))
-            try:
-                self._blocks[caller_index]["input"] = json.loads(raw) if raw else {}
-            except ValueError:
-                self._blocks[caller_index]["input"] = {}
+        if caller_index < len(self._blocks):
+            self._blocks[caller_index].close()
         if self._open == caller_index:
             self._open = None
 
     def _open_text(self) -> str:
-        if self._open is None or self._blocks[self._open].get("type") != "text":
+        if self._open is None or self._blocks[self._open].type != "text":
             return ""
-        return self._joined(self._open, "text")
+        return self._blocks[self._open].joined("text")
 
     # -- how an attempt ended ---------------------------------------------------------------------
 
@@ -302,19 +279,62 @@ class Stitcher:
         return dataclasses.replace(failure, note=f"stream broke after {self._text_len} chars")
 
     def partial_text(self) -> str:
-        return "".join(self._joined(i, "text") for i, b in enumerate(self._blocks) if b.get("type") == "text")
+        return "".join(b.joined("text") for b in self._blocks if b.type == "text")
 
     def snapshot(self, final: bool = False) -> Message:
-        """The caller's message so far (or in full), with usage summed over every attempt."""
-        data = dict(self._message or {"id": "", "type": "message", "role": "assistant", "model": ""})
-        data["content"] = [
-            self._block(i) for i, b in enumerate(self._blocks) if b.get("type") != "tool_use" or "input" in b
-        ]
+        """The caller's message so far (or in full), with usage summed over every attempt.
+
+        Built by copying the SDK's own objects with the streamed fields filled in: nothing is re-validated."""
+        start = self._start or _EMPTY
+        tokens = {"input_tokens": self._input_tokens, "output_tokens": self._output_tokens}
+        usage = start.usage.model_copy(update=tokens)
+        content = [b.build() for b in self._blocks if b.type != "tool_use" or "input" in b.done]
+        update = {**self._updates, "content": content, "usage": usage}
         if not final:
-            data["stop_reason"] = None
-        data["usage"] = {
-            **(data.get("usage") or {}),
-            "input_tokens": self._input_tokens,
-            "output_tokens": self._output_tokens,
-        }
-        return Message.model_validate(data)
+            update["stop_reason"] = None
+        return start.model_copy(update=update)
+
+
+class _Block:
+    """One block of the caller's message: the SDK's block from content_block_start, and what streamed in.
+
+    Streamed pieces ("text", "thinking", "partial_json") are kept in lists and joined when read: growing
+    one str per delta would copy it every time (quadratic in a long answer)."""
+
+    __slots__ = ("done", "pieces", "start")
+
+    def __init__(self, start: ContentBlock) -> None:
+        self.start = start
+        self.pieces: dict[str, list[str]] = {}
+        self.done: dict[str, Any] = {}  # fields set whole: a thinking block's signature, a tool call's input
+
+    @property
+    def type(self) -> str:
+        return self.start.type
+
+    def grow(self, field: str, piece: str) -> None:
+        if field in self.pieces:
+            self.pieces[field].append(piece)
+        else:
+            self.pieces[field] = [piece]
+
+    def joined(self, field: str) -> str:
+        """The field as streamed so far: its value at content_block_start, then every delta."""
+        return str(getattr(self.start, field, "") or "") + "".join(self.pieces.get(field, ()))
+
+    def close(self) -> None:
+        """content_block_stop: a tool call's JSON is complete and can be parsed."""
+        if "partial_json" in self.pieces:
+            raw = "".join(self.pieces.pop("partial_json"))
+            try:
+                self.done["input"] = json.loads(raw) if raw else {}
+            except ValueError:
+                self.done["input"] = {}
+
+    def build(self) -> ContentBlock:
+        update = {field: self.joined(field) for field in self.pieces if field != "partial_json"} | self.done
+        return self.start.model_copy(update=update) if update else self.start
+
+
+_EMPTY = Message(id="", type="message", role="assistant", model="", content=[], stop_reason=None,
+                 stop_sequence=None, usage=Usage(input_tokens=0, output_tokens=0))
