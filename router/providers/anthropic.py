@@ -71,6 +71,7 @@ class AnthropicProvider:
         self._overrides = config.outcomes
         t = config.timeout
         self._timeout = anthropic.Timeout(t.read, connect=t.connect)
+        self._idle_timeout = anthropic.Timeout(t.stream_idle, connect=t.connect)
         self._sync: anthropic.Anthropic | None = None
         self._async: anthropic.AsyncAnthropic | None = None
         self._lock = threading.Lock()
@@ -157,8 +158,9 @@ class AnthropicProvider:
     def _stream_timeout(self, budget: float) -> anthropic.Timeout:
         # Between stream events the socket read timeout is the idle limit: a stall raises ReadTimeout.
         t = self.config.timeout
-        idle = min(t.stream_idle, budget)
-        return anthropic.Timeout(idle, connect=min(t.connect, budget))
+        if budget >= t.stream_idle and budget >= t.connect:
+            return self._idle_timeout
+        return anthropic.Timeout(min(t.stream_idle, budget), connect=min(t.connect, budget))
 
     @contextmanager
     def stream(self, params: Mapping[str, Any], timeout: float) -> Iterator[Iterable[RawMessageStreamEvent]]:
