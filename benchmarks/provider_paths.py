@@ -24,11 +24,12 @@ import time
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import anthropic
+from anthropic.types import MessageParam
 
 from router import Router, parse_policy
 from router.testing import FakeServer, Fault
 
-USER = [{"role": "user", "content": "Hi"}]
+USER: list[MessageParam] = [{"role": "user", "content": "Hi"}]
 
 
 def policy(url: str) -> str:
