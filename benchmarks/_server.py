@@ -7,7 +7,6 @@ Protocol (one command per line, one reply line each):
     count MODEL          -> requests read for MODEL so far
     fail MODEL [STATUS]  -> every later request for MODEL gets STATUS (500); replies the count at the switch
     ok MODEL             -> every later request for MODEL succeeds; replies the count at the switch
-    long MODEL N         -> every later request for MODEL answers N text deltas of 20 chars; replies the count
     quit (or EOF)        -> stop
 """
 
@@ -32,8 +31,6 @@ def main() -> None:
                 server.plan(args[0], default=Fault.status(int(args[1]) if len(args) > 1 else 500))
             elif command == "ok":
                 server.plan(args[0], default=Fault.ok())
-            elif command == "long":
-                server.plan(args[0], default=Fault.ok(deltas=["word word word word "] * int(args[1])))
             elif command != "count":
                 print(f"error unknown command {command!r}", flush=True)
                 continue

@@ -228,10 +228,6 @@ class ServerProcess:
         """From now on `model` answers normally; returns its request count at the switch."""
         return self._ask(f"ok {model}")
 
-    def long(self, model: str, deltas: int) -> int:
-        """From now on `model` streams `deltas` text deltas of 20 chars each; returns its request count."""
-        return self._ask(f"long {model} {deltas}")
-
     def close(self) -> None:
         if self._proc.poll() is None:
             try:
@@ -310,6 +306,21 @@ def memory_clients(latency: float = 0.0) -> tuple[anthropic.Anthropic, anthropic
         anthropic.AsyncAnthropic(api_key=KEY, base_url=MEMORY_URL, max_retries=0, http_client=httpx2.AsyncClient(
             transport=httpx2.MockTransport(slow if latency else _canned))),
     )
+
+
+def memory_stream_client(deltas: int) -> anthropic.Anthropic:
+    """A sync SDK client on httpx2.MockTransport whose every answer is one SSE stream of `deltas` text deltas
+    of 20 chars (the whole body at once): the stream's parsing and handling, without sockets or a server."""
+    body = b"".join([*wire.anthropic_stream_open("msg_bench", "claude-long", 8),
+                     *[wire.anthropic_stream_delta("word word word word ")] * deltas,
+                     *wire.anthropic_stream_close("end_turn", deltas * 4)])
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream", "request-id": "req_bench"},
+                               content=body)
+
+    return anthropic.Anthropic(api_key=KEY, base_url=MEMORY_URL, max_retries=0,
+                               http_client=httpx2.Client(transport=httpx2.MockTransport(answer)))
 
 
 # -- litellm -------------------------------------------------------------------------------------------
