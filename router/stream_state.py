@@ -285,7 +285,7 @@ class Stitcher:
         """The caller's message so far (or in full), with usage summed over every attempt.
 
         Built by copying the SDK's own objects with the streamed fields filled in: nothing is re-validated."""
-        start = self._start or _EMPTY
+        start = self._start or _empty_message()
         tokens = {"input_tokens": self._input_tokens, "output_tokens": self._output_tokens}
         usage = start.usage.model_copy(update=tokens)
         content = [b.build() for b in self._blocks if b.type != "tool_use" or "input" in b.done]
@@ -336,5 +336,7 @@ class _Block:
         return self.start.model_copy(update=update) if update else self.start
 
 
-_EMPTY = Message(id="", type="message", role="assistant", model="", content=[], stop_reason=None,
-                 stop_sequence=None, usage=Usage(input_tokens=0, output_tokens=0))
+def _empty_message() -> Message:
+    """For a stream that never sent message_start (built on demand: a Message at import costs ~8 ms)."""
+    return Message(id="", type="message", role="assistant", model="", content=[], stop_reason=None,
+                   stop_sequence=None, usage=Usage(input_tokens=0, output_tokens=0))
