@@ -43,9 +43,16 @@ class Settings:
     quick: bool = False
     litellm: bool = True  # include litellm contenders (skipped anyway when litellm is not installed)
     calls: int | None = None  # override the number of timed calls per contender of the per-call figures
+    smoke: bool = False  # a few calls of everything, for the tests that keep the benchmarks runnable
 
     def n(self, full: int, quick: int) -> int:
+        if self.smoke:
+            return max(1, quick // 100)
         return quick if self.quick else full
+
+    def levels(self) -> tuple[tuple[int, int], ...]:
+        """(concurrent requests, requests per coroutine) of the throughput figures."""
+        return ((4, 2), (10, 1)) if self.smoke else ((100, 4), (500, 2))
 
     def calls_or(self, full: int, quick: int) -> int:
         return self.calls if self.calls is not None else self.n(full, quick)

@@ -275,7 +275,8 @@ def bench_no_network(settings: Settings) -> Table | None:
     and of the router's primary run on httpx2.MockTransport with a canned message, so the only difference
     left is the router's work (plan, breaker, routing record). Benchmark-only: it swaps the clients of the
     router's provider through private attributes, and skips itself when those are not there."""
-    time.sleep(0.5)  # let litellm's background work (if any ran before) drain
+    if settings.litellm:
+        time.sleep(0.5)  # let litellm's background work (if any ran before) drain
     r = make_router(MEMORY_URL)
     provider = r._current.targets["primary"].provider
     if not (hasattr(provider, "_sync") and hasattr(provider, "_async")):
@@ -300,7 +301,7 @@ def bench_no_network(settings: Settings) -> Table | None:
 
     async def arun() -> dict[str, list[float]]:
         try:
-            await awarm_up(acontenders, 300)
+            await awarm_up(acontenders, settings.n(300, 300))
             gc.collect()
             inside.clear()
             result = await ainterleave(acontenders, calls)
@@ -311,7 +312,7 @@ def bench_no_network(settings: Settings) -> Table | None:
             await r.aclose()
 
     try:
-        warm_up(contenders, 300)
+        warm_up(contenders, settings.n(300, 300))
         gc.collect()
         inside.clear()
         samples = interleave(contenders, calls)

@@ -85,7 +85,7 @@ async def compare(contenders: dict[str, Call], settings: Settings) -> list[list[
     shuffle = random.Random(5)
     ours = [DIRECT, CONTROL, OURS]
     out: list[list[str]] = []
-    for concurrency, per_coroutine in ((100, 4), (500, 2)):
+    for concurrency, per_coroutine in settings.levels():
         total = concurrency * per_coroutine
         results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in contenders}
         for name in ours:  # fill connection pools, warm code paths
