@@ -25,6 +25,14 @@ def _tls() -> ssl.SSLContext:
     return httpx2.create_ssl_context()  # what the SDK's own default client builds (honours SSL_CERT_FILE/DIR)
 
 
+_closing: set[object] = set()  # scheduled closes, kept referenced until they are done
+
+
+def _keep(future: Any) -> None:
+    _closing.add(future)
+    future.add_done_callback(_closing.discard)
+
+
 class _HttpClient(anthropic.DefaultHttpxClient):
     """The SDK's default sync HTTP client on the shared TLS context; closed when dropped, as the SDK's own is."""
 
@@ -40,10 +48,7 @@ class _AsyncHttpClient(anthropic.DefaultAsyncHttpxClient):
     def __del__(self) -> None:
         if not self.is_closed:
             with contextlib.suppress(Exception):
-                asyncio.get_running_loop().create_task(self.aclose())
-
-
-_closing: set[object] = set()  # scheduled closes, kept referenced until they are done
+                _keep(asyncio.get_running_loop().create_task(self.aclose()))
 
 
 def _close_on(loop: asyncio.AbstractEventLoop, client: anthropic.AsyncAnthropic) -> None:
@@ -53,13 +58,9 @@ def _close_on(loop: asyncio.AbstractEventLoop, client: anthropic.AsyncAnthropic)
     except RuntimeError:
         here = None
     if here is loop:
-        task = loop.create_task(client.close())
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
+        _keep(loop.create_task(client.close()))
     else:
-        future = asyncio.run_coroutine_threadsafe(client.close(), loop)
-        _closing.add(future)
-        future.add_done_callback(_closing.discard)
+        _keep(asyncio.run_coroutine_threadsafe(client.close(), loop))
 
 
 class AnthropicProvider:
