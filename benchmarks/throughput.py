@@ -12,7 +12,9 @@ is another process.
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import gc
+import pstats
 import random
 import statistics
 import sys
@@ -148,9 +150,19 @@ async def measure(url: str, settings: Settings, lt: Any | None) -> list[list[str
         await close_litellm_clients()
 
 
-async def measure_memory(settings: Settings) -> list[list[str]]:
+async def calls_per_request(call: Call, concurrency: int, total: int) -> float:
+    """Python function calls (cProfile's count, builtins included) per request over one batch."""
+    profile = cProfile.Profile()
+    profile.enable()
+    await batch(call, concurrency, total)
+    profile.disable()
+    return float(pstats.Stats(profile).total_calls) / total  # type: ignore[attr-defined]
+
+
+async def measure_memory(settings: Settings) -> tuple[list[list[str]], list[list[str]]]:
     """The same batches with every client on an in-memory transport whose answers take MEMORY_LATENCY:
-    no server and no sockets, so the batch time is this process's own work and much less noisy."""
+    no server and no sockets, so the batch time is this process's own work and much less noisy. Then the
+    work per request counted, which no noise can touch: Python function calls, direct client vs router."""
     _, direct = memory_clients(MEMORY_LATENCY)
     _, control = memory_clients(MEMORY_LATENCY)
     r = _router(MEMORY_URL)
@@ -158,7 +170,16 @@ async def measure_memory(settings: Settings) -> list[list[str]]:
     await provider._async.close()
     _, provider._async = memory_clients(MEMORY_LATENCY)
     try:
-        return await compare(_ours(direct, control, r), settings)
+        contenders = _ours(direct, control, r)
+        timed = await compare(contenders, settings)
+        counted = []
+        for concurrency, per_coroutine in settings.levels():
+            total = concurrency * per_coroutine
+            base = await calls_per_request(contenders[DIRECT], concurrency, total)
+            ours = await calls_per_request(contenders[OURS], concurrency, total)
+            counted += [[str(concurrency), DIRECT, f"{base:,.0f}", "-"],
+                        [str(concurrency), OURS, f"{ours:,.0f}", f"{ours - base:+,.0f} ({ours / base - 1:+.1%})"]]
+        return timed, counted
     finally:
         await direct.close()
         await control.close()
@@ -187,7 +208,14 @@ def run(settings: Settings, server: ServerProcess) -> list[Table]:
         f"median [min-max] of {rounds} shuffled rounds)",
         table.columns,
     )
-    memory.rows += asyncio.run(measure_memory(settings))
+    memory.rows, counted_rows = asyncio.run(measure_memory(settings))
+    counted = Table("Work per request, counted: Python function calls in one in-memory batch (deterministic)",
+                    ["concurrent", "contender", "function calls per request", "router vs direct"], counted_rows)
+    counted.notes.append(
+        "cProfile's count of Python and builtin function calls over one batch on the in-memory transport, "
+        "divided by its requests (the batch's own gather and workers are the same for both). A count, not a "
+        "time: it does not move with the machine's load, and the router's added share of it is a floor for "
+        "its share of the CPU per request.")
     memory.notes.append(
         "Every client's HTTP transport is httpx2.MockTransport with an async handler that sleeps "
         f"{MEMORY_LATENCY * 1e3:g} ms and returns a canned Message, so the C requests really are in flight "
@@ -195,6 +223,10 @@ def run(settings: Settings, server: ServerProcess) -> list[Table]:
         "process competing for the 2 cores and no socket churn, which is why the A/A control's spread is much "
         "narrower here than over loopback. The router's primary has its async client swapped for the same "
         "in-memory one (benchmark-only).")
+    for c, _ in settings.levels():
+        row = next((r for r in counted.rows if r[0] == str(c) and r[1] == OURS), None)
+        counted.summary.append([f"Python function calls per request at {c} concurrent, router over the direct client "
+                                "(counted, not timed)", row[3] if row else "-", "-", "-"])
     for t, where in ((table, "loopback"), (memory, "in-memory")):
         for c in (100, 500):
             def at(name: str, column: str, c: int = c, t: Table = t) -> str:
@@ -223,7 +255,7 @@ def run(settings: Settings, server: ServerProcess) -> list[Table]:
     ]
     if lt is None:
         table.notes.append("litellm: not measured (not installed or --no-litellm).")
-    return [table, memory]
+    return [table, memory, counted]
 
 
 if __name__ == "__main__":

@@ -54,7 +54,11 @@ def test_long_stream_table_measures_both_lengths() -> None:
 
 
 def test_in_memory_throughput_serves_every_request() -> None:
-    rows = asyncio.run(throughput.measure_memory(SMOKE))
+    rows, counted = asyncio.run(throughput.measure_memory(SMOKE))
+    assert [(row[0], row[1]) for row in counted] == [
+        (str(c), name) for c, _ in SMOKE.levels() for name in (throughput.DIRECT, throughput.OURS)
+    ]
+    assert all(_numbers(row[2:3])[0] > 100 for row in counted)  # an SDK call is thousands of function calls
     assert [(row[0], row[1]) for row in rows] == [
         (str(c), name) for c, _ in SMOKE.levels() for name in (throughput.DIRECT, throughput.CONTROL, throughput.OURS)
     ]
