@@ -136,16 +136,15 @@ class Router:
     def _plan(
         self, route: str, timeout: float | None, params: Mapping[str, Any], stream: Stitcher | None = None
     ) -> engine.Plan:
-        for name, why in _RESERVED.items():
-            if name in params:
-                raise TypeError(f"{name}= is not accepted here: {why}")
+        if "model" in params or "stream" in params:
+            name = "model" if "model" in params else "stream"
+            raise TypeError(f"{name}= is not accepted here: {_RESERVED[name]}")
         snapshot = self._snapshot()
         try:
             chain = snapshot.routes[route]
         except KeyError:
             raise UnknownRoute(route, list(snapshot.routes)) from None
-        now = self._clock()
-        deadline = now + timeout if timeout is not None else None
+        deadline = self._clock() + timeout if timeout is not None else None
         return engine.plan(route, chain, self._store, self._clock, self._rng, deadline, stream)
 
     # -- state ------------------------------------------------------------------------------------

@@ -92,11 +92,13 @@ def plan(
             attempts.append(Attempt(alias, Kind.CANNOT_RESUME))
             continue
         retry = config.retry
-        model_deadline = clock() + config.timeout.total
+        started = clock()
+        model_deadline = started + config.timeout.total
         if deadline is not None and deadline < model_deadline:
             model_deadline = deadline
         for n in range(retry.attempts):
-            started = clock()
+            if n:
+                started = clock()
             remaining = model_deadline - started
             if remaining <= 0:
                 attempts.append(Attempt(alias, Kind.DEADLINE))
