@@ -270,7 +270,9 @@ class Stitcher:
 
     def failed(self, failure: Failure) -> Failure:
         self._output_tokens += self._attempt_out
-        self._flush_hold()
+        # Text held back to judge whether it repeats what was sent was never sent: drop it, so the message
+        # says what the stream said. The next model resumes from the text actually sent.
+        self._hold = None
         return self._note(failure)
 
     def _note(self, failure: Failure) -> Failure:

@@ -185,6 +185,20 @@ def test_a_fallback_that_repeats_the_text_is_trimmed(fake_server: FakeServer, sr
     assert "".join(parts) == "Hello world!" == final.content[0].text  # type: ignore[union-attr]
 
 
+def test_a_resume_that_breaks_while_its_repeat_is_held_back_keeps_stream_and_message_equal(
+    fake_server: FakeServer, srouter
+) -> None:
+    # The second model starts repeating the sent text ("Hello", held back to judge the overlap) and
+    # breaks; the third resumes. The held-back text was never sent, so it must not be in the message
+    # either (found by the chaos soak: the final message said "Hello from Hello from ...").
+    fake_server.plan(PRIMARY, [Fault.stream_cut(after=2, deltas=["Hello", " from"])])
+    fake_server.plan(FALLBACK, [Fault.stream_cut(after=1, deltas=["Hello", " from", " b"])])
+    fake_server.plan(OLD, [Fault.ok(deltas=["Hello", " from", " c"])])
+    parts, final = collect(srouter(chain="[primary, fallback, old]"))
+    assert "".join(parts) == final.content[0].text == "Hello from c"  # type: ignore[union-attr]
+    assert [a.model for a in final.routing.attempts] == ["primary", "fallback", "old"]  # type: ignore[attr-defined]
+
+
 def test_usage_sums_every_attempt(fake_server: FakeServer, srouter) -> None:
     fake_server.plan(PRIMARY, [Fault.stream_error(after=2, deltas=BROKEN, )])
     fake_server.plan(FALLBACK, [Fault.ok(deltas=["ld"], input_tokens=30, output_tokens=5)])
