@@ -33,6 +33,7 @@ def _litellm_available() -> bool:
     except (ImportError, ValueError):
         return False
 
+
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None) -> tuple[Policy, list[str]]:
     """Read and validate a policy file: the Policy and the warnings to emit."""
     try:
@@ -55,7 +56,6 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None) -> tuple[P
         line = data[: e.start].count(b"\n") + 1
         raise PolicyError(f"not UTF-8 text (binary data at byte {e.start}?)", file, line) from None
     return parse(text, file, env)
-
 
 
 def parse(text: str, file: str, env: Mapping[str, str] | None) -> tuple[Policy, list[str]]:

@@ -71,7 +71,6 @@ class AnthropicProvider:
         self.config = config
         self._overrides = config.outcomes
         t = config.timeout
-        self._read = t.read
         self._timeout = anthropic.Timeout(t.read, connect=t.connect)
         self._idle_timeout = anthropic.Timeout(t.stream_idle, connect=t.connect)
         self._sync: anthropic.Anthropic | None = None
@@ -109,9 +108,10 @@ class AnthropicProvider:
             return self._async
 
     def _timeout_for(self, budget: float) -> anthropic.Timeout:
-        if budget >= self._read:
+        t = self.config.timeout
+        if budget >= t.read:
             return self._timeout
-        return anthropic.Timeout(budget, connect=min(self.config.timeout.connect, budget))
+        return anthropic.Timeout(budget, connect=min(t.connect, budget))
 
     def _enter(self) -> None:
         with self._lock:
