@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from router._schema import MERGED, TOP, Given, check_version, merge, read_section
-from router._values import Problem, format_seconds, suggest
+from router._values import Fatal, Findings, Problem, TooMany, format_seconds, suggest
 from router._yamlnodes import MAX_BYTES, MAX_DEPTH, Map, Node, Scalar, describe, read
 from router.policy import (
     KNOWN_ERROR_TYPES,
@@ -59,71 +59,168 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None) -> tuple[P
 
 
 def parse(text: str, file: str, env: Mapping[str, str] | None) -> tuple[Policy, list[str]]:
-    """Validate policy text: the Policy and the warnings to emit."""
-    notes: list[str] = []
+    """Validate policy text: the Policy and the warnings to emit, or one PolicyError for all its problems."""
+    found = Findings(file)
+    policy: Policy | None = None
+    truncated = False
     try:
         if not isinstance(text, str):
             raise Problem(f"the policy text must be a str, not {type(text).__name__}", None)
-        policy = _build(read(text, os.environ if env is None else env), file, notes)
-    except Problem as p:
-        raise PolicyError(p.message, file, p.line, p.key, p.suggestion) from None
+        policy = _build(read(text, os.environ if env is None else env, found), found, env)
+    except TooMany:
+        truncated = True
+    except Fatal as p:
+        found.problems[:] = [p]
+    except Problem as p:  # a problem after which nothing more can be read (a syntax error, a bomb, ...)
+        found.problems.append(p)
     except Exception as e:  # the contract is PolicyError only; keep the cause for debugging
         name = type(e).__name__
         raise PolicyError(f"internal error while reading the policy ({name}); please report it", file) from e
-    return policy, notes
+    if found.problems or policy is None:
+        # raised outside the except blocks: no Problem rides along as the error's __context__
+        raise _error(found.problems, file, truncated)
+    return policy, found.notes
+
+
+def _error(problems: list[Problem], file: str, truncated: bool) -> PolicyError:
+    ordered = sorted(problems, key=lambda p: 0 if p.line is None else p.line)  # stable: same line, found order
+    errors = [PolicyError(p.message, file, p.line, p.key, p.suggestion) for p in ordered]
+    if not errors:  # not reached: a build without problems makes a policy
+        errors = [PolicyError("internal error while reading the policy (no problem recorded); please report it", file)]
+    return PolicyError.of(errors, truncated=truncated)
 
 
 # ---- building the Policy ----
 
+_NO_DEFAULT_ROUTE = (
+    "no route named 'default': complete()/stream() without route= will raise UnknownRoute; "
+    "name one route 'default'"
+)
+_LITERAL_KEY = (
+    "API key written in the policy file; take it from the environment instead, e.g. api_key: ${ANTHROPIC_API_KEY}"
+)
+_CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 
-def _build(root: Node | None, file: str, notes: list[str]) -> Policy:
+
+def _top(root: Node | None) -> Map | None:
+    """The top mapping; None when it is a bad node, reported already."""
+    if isinstance(root, Scalar) and root.bad:
+        return None
     if root is None or (isinstance(root, Scalar) and root.value is None):
         raise Problem("the policy is empty; it needs version, models and routes", 1)
     if not isinstance(root, Map):
         what = describe(root)
         raise Problem(f"the policy must be a mapping of version, models and routes, got {what}", root.line)
-    if "version" in root.items:  # first, so a newer file fails on its version, not on its new keys
-        check_version(root.items["version"][1], "version")
-    top: dict[str, Given] = read_section(root, TOP, "", root.line).value
-    defaults: dict[str, Given] = top["defaults"].value if "defaults" in top else {}
-    _configs(defaults)
-    _check_error_types(defaults.get("outcomes"), notes, file)
+    version = root.items.get("version")
+    if version is not None and not version[1].bad:  # first: a newer file fails on its version alone
+        try:
+            check_version(version[1], "version")
+        except Problem as p:
+            raise Fatal(p.message, p.line, p.key, p.suggestion) from None
+    return root
+
+
+def _build(root: Node | None, found: Findings, env: Mapping[str, str] | None) -> Policy | None:
+    """The Policy, or None when `found` has problems."""
+    node = _top(root)
+    if node is None:
+        return None
+    given = read_section(node, TOP, "", node.line, found)
+    top: dict[str, Given] = given.value if given is not None else {}
+    defaults = _defaults(node, top)
+    _configs(defaults, found)
+    _check_error_types(defaults.get("outcomes"), found)
+    aliases = _aliases(top.get("models"))
+    lookup = os.environ if env is None else env
     models = {}
-    for alias, given in top["models"].value.items():
-        fields: dict[str, Given] = given.value
-        provider = fields["provider"]
-        if provider.value == "litellm" and not _litellm_available():
-            message = "provider 'litellm' needs the litellm package: pip install 'failover-router[litellm]'"
-            raise Problem(message, provider.line, provider.key)
-        merged = merge(defaults, {name: fields[name] for name in MERGED if name in fields})
-        breaker, retry, timeout, outcomes = _configs(merged)
-        _check_error_types(fields.get("outcomes"), notes, file)
-        secret = Secret(*fields["api_key"].value) if "api_key" in fields else None
-        if secret is not None and secret.source == "literal":
-            where = f"{file}:{fields['api_key'].line}: {fields['api_key'].key}"
-            notes.append(f"{where}: API key written in the policy file; take it from the environment "
-                         "instead, e.g. api_key: ${ANTHROPIC_API_KEY}")
-        models[alias] = ModelConfig(
-            alias=alias,
-            provider=fields["provider"].value,
-            model=fields["model"].value,
-            base_url=fields["base_url"].value if "base_url" in fields else None,
-            api_key=secret,
-            breaker=breaker,
-            retry=retry,
-            timeout=timeout,
-            outcomes=outcomes,
-            params=fields["params"].value if "params" in fields else empty_mapping(),
-            line=given.line,
-            resume=fields["resume"].value if "resume" in fields else None,
-        )
-    routes = _routes(top["routes"].value, models)
+    for alias, model in (top["models"].value if "models" in top else {}).items():
+        config = _model(alias, model, defaults, found, lookup)
+        if config is not None:
+            models[alias] = config
+    routes = _routes(top["routes"].value, aliases, found) if "routes" in top else {}
+    if "routes" in top and top["routes"].value and "default" not in top["routes"].value:
+        found.warn(_NO_DEFAULT_ROUTE, top["routes"].line, "routes")
     streaming = StreamingConfig(**_leaves(top.get("streaming")))
-    return Policy(1, MappingProxyType(models), MappingProxyType(routes), file, streaming)
+    if found.problems:
+        return None
+    return Policy(1, MappingProxyType(models), MappingProxyType(routes), found.file, streaming, env)
+
+
+def _defaults(root: Map, top: dict[str, Given]) -> dict[str, Given]:
+    if "defaults" in top:
+        defaults: dict[str, Given] = top["defaults"].value
+        return defaults
+    if "defaults" not in root.items:
+        return {}
+    # written but unreadable: every inherited section counts as broken, so no model's cross-key check
+    # runs against built-in values the author did not mean
+    line = root.items["defaults"][0]
+    return {name: Given({}, line, f"defaults.{name}", nested=True, broken=True) for name in MERGED}
+
+
+def _aliases(models: Given | None) -> frozenset[str] | None:
+    """The model aliases routes may name, bad models included; None when the models section is unreadable
+    or empty (then route entries are not checked against it)."""
+    if models is None or not models.value:
+        return None
+    return frozenset(models.value)
+
+
+def _model(
+    alias: str, given: Given, defaults: dict[str, Given], found: Findings, env: Mapping[str, str]
+) -> ModelConfig | None:
+    """One model's config; None when it has a problem (reported to `found`)."""
+    if given.value is None:
+        return None
+    fields: dict[str, Given] = given.value
+    broken = given.broken
+    provider = fields.get("provider")
+    if provider is not None and provider.value == "litellm" and not _litellm_available():
+        message = "provider 'litellm' needs the litellm package: pip install 'failover-router[litellm]'"
+        found.add(Problem(message, provider.line, provider.key))
+        broken = True
+    merged = merge(defaults, {name: fields[name] for name in MERGED if name in fields})
+    breaker, retry, timeout, outcomes = _configs(merged, found)
+    _check_error_types(fields.get("outcomes"), found)
+    secret = Secret(*fields["api_key"].value) if "api_key" in fields else None
+    _check_credentials(alias, given, secret, found, env)
+    if broken or "model" not in fields or provider is None:
+        return None
+    return ModelConfig(
+        alias=alias,
+        provider=provider.value,
+        model=fields["model"].value,
+        base_url=fields["base_url"].value if "base_url" in fields else None,
+        api_key=secret,
+        breaker=breaker,
+        retry=retry,
+        timeout=timeout,
+        outcomes=outcomes,
+        params=fields["params"].value if "params" in fields else empty_mapping(),
+        line=given.line,
+        resume=fields["resume"].value if "resume" in fields else None,
+    )
+
+
+def _check_credentials(
+    alias: str, given: Given, secret: Secret | None, found: Findings, env: Mapping[str, str]
+) -> None:
+    fields: dict[str, Given] = given.value
+    if secret is not None and secret.source == "literal":
+        found.warn(_LITERAL_KEY, fields["api_key"].line, fields["api_key"].key)
+    provider = fields.get("provider")
+    anthropic = provider is not None and provider.value == "anthropic"
+    if anthropic and "api_key" not in fields and not any(env.get(name) for name in _CREDENTIAL_VARS):
+        # a warning, not an error: the running process may get the variable later
+        found.warn(f"model '{alias}' has no credentials: no api_key, and neither ANTHROPIC_API_KEY nor "
+                   "ANTHROPIC_AUTH_TOKEN is set; set ANTHROPIC_API_KEY, or write api_key: ${ANTHROPIC_API_KEY} "
+                   "in the policy", given.line, given.key)
 
 
 def _leaves(section: Given | None) -> dict[str, Any]:
-    return {name: g.value for name, g in section.value.items() if not g.nested} if section else {}
+    if section is None:
+        return {}
+    return {name: g.value for name, g in section.value.items() if not g.nested and not g.broken}
 
 
 def _blame(section: Given, *names: str) -> Given:
@@ -132,70 +229,89 @@ def _blame(section: Given, *names: str) -> Given:
     return next((g for g in given if g.key.startswith("models.")), given[0])
 
 
-def _configs(tree: dict[str, Given]) -> tuple[BreakerConfig, RetryConfig, TimeoutConfig, Mapping[str, str]]:
-    breaker = BreakerConfig(**_leaves(tree.get("breaker")))
-    if breaker.max_reset_timeout < breaker.reset_timeout:
-        g = _blame(tree["breaker"], "max_reset_timeout", "reset_timeout")
+def _configs(
+    tree: dict[str, Given], found: Findings
+) -> tuple[BreakerConfig, RetryConfig, TimeoutConfig, Mapping[str, str]]:
+    """The configs of a (merged) section tree; cross-key checks only where nothing is broken."""
+    breaker_tree = tree.get("breaker")
+    breaker = BreakerConfig(**_leaves(breaker_tree))
+    if breaker_tree is not None and not breaker_tree.broken and breaker.max_reset_timeout < breaker.reset_timeout:
+        g = _blame(breaker_tree, "max_reset_timeout", "reset_timeout")
         most, least = format_seconds(breaker.max_reset_timeout), format_seconds(breaker.reset_timeout)
         message = f"max_reset_timeout ({most}) must not be shorter than reset_timeout ({least})"
-        raise Problem(message, g.line, g.key)
+        found.add(Problem(message, g.line, g.key))
     retry_tree = tree.get("retry")
     backoff_tree = retry_tree.value.get("backoff") if retry_tree else None
     backoff = BackoffConfig(**_leaves(backoff_tree))
-    if backoff_tree is not None and backoff.max < backoff.initial:
+    if backoff_tree is not None and not backoff_tree.broken and backoff.max < backoff.initial:
         g = _blame(backoff_tree, "max", "initial")
         most, least = format_seconds(backoff.max), format_seconds(backoff.initial)
-        raise Problem(f"backoff max ({most}) must not be shorter than initial ({least})", g.line, g.key)
+        found.add(Problem(f"backoff max ({most}) must not be shorter than initial ({least})", g.line, g.key))
     retry = RetryConfig(**_leaves(retry_tree), backoff=backoff)
     timeout = TimeoutConfig(**_leaves(tree.get("timeout")))
     return breaker, retry, timeout, MappingProxyType(_leaves(tree.get("outcomes")))
 
 
-def _check_error_types(outcomes: Given | None, notes: list[str], file: str) -> None:
+def _check_error_types(outcomes: Given | None, found: Findings) -> None:
     # Other providers have other error types, so an unknown one is fine; a near miss is likely a typo.
     for name, g in outcomes.value.items() if outcomes else ():
         hint = suggest(name, KNOWN_ERROR_TYPES)
         if not name.isdigit() and name not in KNOWN_ERROR_TYPES and hint:
-            message = f"'{name}' is not an Anthropic error type (did you mean '{hint}'?)"
-            notes.append(f"{file}:{g.line}: {g.key}: {message}")
+            found.warn(f"'{name}' is not an Anthropic error type (did you mean '{hint}'?)", g.line, g.key)
 
 
-def _routes(given: dict[str, Given], models: Mapping[str, ModelConfig]) -> dict[str, Route]:
+def _routes(given: dict[str, Given], aliases: frozenset[str] | None, found: Findings) -> dict[str, Route]:
+    """The routes, expanded; `aliases` None: the models are unreadable, so entries are not checked."""
     for name, g in given.items():
-        if name in models:
-            raise Problem(f"'{name}' is both a model alias and a route name; rename one", g.line, g.key)
+        if aliases is not None and name in aliases:
+            found.add(Problem(f"'{name}' is both a model alias and a route name; rename one", g.line, g.key))
     done: dict[str, tuple[str, ...]] = {}
 
     def expand(name: str, stack: tuple[str, ...]) -> tuple[str, ...]:
-        if name in done:
-            return done[name]
-        route = given[name]
-        if len(stack) >= MAX_DEPTH:
-            raise Problem(f"routes nest more than {MAX_DEPTH} levels deep", route.line, route.key)
-        if not route.value:
-            raise Problem(f"route '{name}' is empty; list at least one model", route.line, route.key)
-        chain: list[str] = []
-        seen: set[str] = set()  # a set beside the list: membership tests stay O(1) for long chains
-        for entry in route.value:
-            if entry.name in models:
-                names: tuple[str, ...] = (entry.name,)
-            elif entry.name in given:
-                path = (*stack, name)
-                if entry.name in path:
-                    cycle = " -> ".join((*path[path.index(entry.name) :], entry.name))
-                    raise Problem(f"route cycle: {cycle}", entry.line, entry.key)
-                names = expand(entry.name, path)
-            else:
-                hint = suggest(entry.name, [*models, *given])
-                raise Problem(f"unknown model or route '{entry.name}'", entry.line, entry.key, hint)
-            for alias in names:
-                if alias in seen:
-                    via = f" (via route '{entry.name}')" if entry.name != alias else ""
-                    message = f"model '{alias}' appears twice in route '{name}'{via}"
-                    raise Problem(message, entry.line, entry.key)
-                chain.append(alias)
-                seen.add(alias)
-        done[name] = tuple(chain)
+        if name not in done:  # a route with a problem expands to what is known of it
+            done[name] = _expand(name, stack, given, aliases, found, expand)
         return done[name]
 
     return {name: Route(name, expand(name, ()), g.line) for name, g in given.items()}
+
+
+Expand = Callable[[str, tuple[str, ...]], tuple[str, ...]]
+
+
+def _expand(
+    name: str, stack: tuple[str, ...], given: dict[str, Given], aliases: frozenset[str] | None, found: Findings,
+    expand: Expand,
+) -> tuple[str, ...]:
+    route = given[name]
+    if route.value is None:  # unreadable, reported already
+        return ()
+    if len(stack) >= MAX_DEPTH:
+        found.add(Problem(f"routes nest more than {MAX_DEPTH} levels deep", route.line, route.key))
+        return ()
+    if not route.value:
+        found.add(Problem(f"route '{name}' is empty; list at least one model", route.line, route.key))
+        return ()
+    chain: list[str] = []
+    seen: set[str] = set()  # a set beside the list: membership tests stay O(1) for long chains
+    for entry in route.value:
+        if (aliases is not None and entry.name in aliases) or (aliases is None and entry.name not in given):
+            names: tuple[str, ...] = (entry.name,)
+        elif entry.name in given:
+            path = (*stack, name)
+            if entry.name in path:
+                cycle = " -> ".join((*path[path.index(entry.name) :], entry.name))
+                found.add(Problem(f"route cycle: {cycle}", entry.line, entry.key))
+                continue
+            names = expand(entry.name, path)
+        else:
+            hint = suggest(entry.name, [*aliases, *given] if aliases else given)
+            found.add(Problem(f"unknown model or route '{entry.name}'", entry.line, entry.key, hint))
+            continue
+        for alias in names:
+            if alias in seen:
+                via = f" (via route '{entry.name}')" if entry.name != alias else ""
+                found.add(Problem(f"model '{alias}' appears twice in route '{name}'{via}", entry.line, entry.key))
+                continue
+            chain.append(alias)
+            seen.add(alias)
+    return tuple(chain)

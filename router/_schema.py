@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from router._values import DURATION_FORMS, MAX_SECONDS, Problem, format_seconds, parse_duration, suggest
+from router._values import (
+    DURATION_FORMS,
+    MAX_SECONDS,
+    Findings,
+    Problem,
+    bare_reference,
+    env_like,
+    format_seconds,
+    parse_duration,
+    suggest,
+)
 from router._yamlnodes import Map, Node, Scalar, Seq, describe, join, to_plain
 from router.policy import ON_INTERRUPT, OUTCOME_CLASSES, PROVIDERS, RESUME_METHODS
 
 Check = Callable[[Node, str], Any]
+CREDENTIALS_IN_URL = "base_url must not carry credentials (user:password@); put the key in api_key: ${...}"
 
 
 @dataclass(frozen=True)
@@ -40,10 +51,11 @@ Spec = Check | Section | Open
 
 @dataclass(frozen=True, slots=True)
 class Given:
-    value: Any  # the checked value, or dict[str, Given] when nested
+    value: Any  # the checked value, or dict[str, Given] when nested; None when broken and not nested
     line: int  # line of the key
     key: str  # dotted path
     nested: bool = False
+    broken: bool = False  # a problem was found in it (reported already): no cross-key checks, no config
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,29 +65,91 @@ class Entry:
     key: str
 
 
-def read_section(node: Node, spec: Spec, path: str, line: int) -> Given:
+def read_section(node: Node, spec: Spec, path: str, line: int, found: Findings) -> Given | None:
+    """The checked value of a node; None (the problem reported to `found`) when it has one."""
     if not isinstance(spec, (Section, Open)):
-        return Given(spec(node, path), line, path)
+        if node.bad:
+            return None
+        try:
+            value = spec(node, path)
+        except Problem as p:
+            found.add(p)
+            return None
+        _warn_bare_references(node, path, found)
+        return Given(value, line, path)
     if not isinstance(node, Map):
-        raise Problem(f"expected a mapping, got {describe(node)}", node.line, path or None)
+        if not node.bad:
+            found.add(Problem(f"expected a mapping, got {describe(node)}", node.line, path or None))
+        return None
     out: dict[str, Given] = {}
+    meant: set[str] = set()  # the keys that unknown keys were probably meant to be
+    broken = node.bad
     if isinstance(spec, Open) and spec.non_empty and not node.items:
-        raise Problem(f"needs at least one {spec.what}", node.line, path)
+        found.add(Problem(f"needs at least one {spec.what}", node.line, path))
+        broken = True
     for name, (key_line, value) in node.items.items():
         key = join(path, name)
-        if isinstance(spec, Open):
-            spec.name_check(name, key_line, key)
-            out[name] = read_section(value, spec.value, key, key_line)
-        elif name in spec.fields:
-            out[name] = read_section(value, spec.fields[name], key, key_line)
-        else:
-            hint = suggest(name, spec.fields)
-            allowed = "" if hint else f" (allowed: {', '.join(spec.fields)})"
-            raise Problem(f"unknown key '{name}'{allowed}", key_line, key, hint)
+        given = _read_entry(spec, name, key_line, value, key, found, meant)
+        if given is None or given.broken:
+            broken = True
+        if given is not None:
+            out[name] = given
     for name in spec.required if isinstance(spec, Section) else ():
-        if name not in out:
-            raise Problem(f"required key '{name}' is missing", line, join(path, name))
-    return Given(out, line, path, nested=True)
+        if name not in node.items and name not in meant:  # present but bad, or misspelt: reported already
+            found.add(Problem(f"required key '{name}' is missing", line, join(path, name)))
+            broken = True
+    return Given(out, line, path, nested=True, broken=broken)
+
+
+def _read_entry(
+    spec: Section | Open, name: str, line: int, node: Node, key: str, found: Findings, meant: set[str]
+) -> Given | None:
+    """One key of a mapping. A bad entry of an Open mapping stays as a broken Given: a model alias
+    with a problem is still a known alias (a route naming it is not reported again)."""
+    if isinstance(spec, Open):
+        try:
+            spec.name_check(name, line, key)
+            named = True
+        except Problem as p:
+            found.add(p)
+            named = False
+        given = read_section(node, spec.value, key, line, found)
+        if given is None:
+            return Given(None, line, key, broken=True)
+        return given if named else Given(given.value, line, key, given.nested, broken=True)
+    if name not in spec.fields:
+        hint = suggest(name, spec.fields)
+        allowed = "" if hint else f" (allowed: {', '.join(spec.fields)})"
+        found.add(Problem(f"unknown key '{name}'{allowed}", line, key, hint))
+        if hint is not None:
+            meant.add(hint)
+        return None
+    return read_section(node, spec.fields[name], key, line, found)
+
+
+def _strings(node: Node, key: str) -> Iterator[tuple[Scalar, str]]:
+    if isinstance(node, Scalar):
+        if isinstance(node.value, str):
+            yield node, key
+    elif isinstance(node, Seq):
+        for i, item in enumerate(node.items):
+            yield from _strings(item, f"{key}[{i}]")
+    else:
+        for name, (_, value) in node.items.items():
+            yield from _strings(value, join(key, name))
+
+
+def _warn_bare_references(node: Node, key: str, found: Findings) -> None:
+    """A $NAME outside ${...} is most likely a reference missing its braces, sent as written."""
+    for scalar, where in _strings(node, key):
+        name = bare_reference(scalar.raw)
+        if name is None:
+            continue
+        echo = env_like(name) or ".params" not in where  # params may hold secrets: echo env-like names only
+        written = f"${{{name}}}" if echo else "${NAME}"
+        shown = f"'${name}' " if echo else ""
+        found.warn(f"{shown}looks like an environment reference without braces; write {written} "
+                   "(as written it is used literally)", scalar.line, where)
 
 
 def merge(base: dict[str, Given], over: dict[str, Given]) -> dict[str, Given]:
@@ -83,7 +157,8 @@ def merge(base: dict[str, Given], over: dict[str, Given]) -> dict[str, Given]:
     for name, given in over.items():
         old = out.get(name)
         if old is not None and old.nested and given.nested:
-            given = Given(merge(old.value, given.value), given.line, given.key, nested=True)
+            broken = old.broken or given.broken
+            given = Given(merge(old.value, given.value), given.line, given.key, nested=True, broken=broken)
         out[name] = given
     return out
 
@@ -164,6 +239,8 @@ def _base_url(node: Node, key: str) -> str:
         ok = False
     if not ok:
         raise Problem("expected an http:// or https:// URL", node.line, key)
+    if "@" in parts.netloc:  # the message never shows the URL: its userinfo is a secret
+        raise Problem(CREDENTIALS_IN_URL, node.line, key)
     return text
 
 
@@ -177,6 +254,12 @@ def _api_key(node: Node, key: str) -> tuple[str, str]:
         raise Problem(f"API key is empty{where}", node.line, key)
     if node.value != node.value.strip():
         raise Problem("API key has leading or trailing whitespace", node.line, key)
+    bare = bare_reference(node.raw)
+    if bare is not None:  # sent as written, this would be a literal "$NAME" key; the name is echoed only
+        named = env_like(bare)  # when it reads like a variable, not like a piece of a secret
+        written = f"${{{bare}}}" if named else "${NAME}"
+        message = f"looks like an environment reference without braces; write {written}"
+        raise Problem(message, node.line, key, written if named else None)
     source = "".join(f"${{{name}}}" for name in node.refs) if node.env_only else "literal"
     return source, node.value
 
@@ -240,7 +323,12 @@ def _chain(node: Node, key: str) -> tuple[Entry, ...]:
 
 def _route(node: Node, key: str) -> tuple[Entry, ...]:
     if isinstance(node, Map):
-        chain: tuple[Entry, ...] = read_section(node, _ROUTE_LONG, key, node.line).value["chain"].value
+        found = Findings("", limit=None)  # one route's value is one problem: the first one found in it
+        given = read_section(node, _ROUTE_LONG, key, node.line, found)
+        if found.problems:
+            raise found.problems[0]
+        assert given is not None  # a mapping read without problems
+        chain: tuple[Entry, ...] = given.value["chain"].value
         return chain
     return _chain(node, key)
 
@@ -253,8 +341,9 @@ _BREAKER = Section(
     }
 )
 _BACKOFF = Section({"initial": _duration(zero_ok=True), "max": _duration(zero_ok=True), "jitter": _fraction})
-_RETRY = Section({"attempts": _integer(1, 100), "backoff": _BACKOFF})
-_TIMEOUT = Section({name: _duration(zero_ok=False) for name in ("connect", "read", "total", "stream_idle")})
+_RETRY = Section({"attempts": _integer(1, 100), "backoff": _BACKOFF, "max_retry_after": _duration(zero_ok=False)})
+_TIMEOUT_KEYS = ("connect", "read", "total", "stream_idle", "first_byte", "first_token")
+_TIMEOUT = Section({name: _duration(zero_ok=False) for name in _TIMEOUT_KEYS})
 _STREAMING = Section({"on_interrupt": _choice(ON_INTERRUPT)})
 _OUTCOMES = Open(_outcome_class, _outcome_name, "outcome override")
 _DEFAULTS = Section({"breaker": _BREAKER, "retry": _RETRY, "timeout": _TIMEOUT, "outcomes": _OUTCOMES})

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from router._values import EnvRefs, Problem
+from router._values import EnvRefs, Findings, Problem, Unset
 
 MAX_BYTES = 1 << 20
 MAX_NODES = 10_000
@@ -25,6 +25,7 @@ class Scalar:
     raw: str  # as written (${...} kept); may be a literal secret, so only echo it for non-secret keys
     refs: tuple[str, ...] = ()  # environment variables that supplied (part of) the value
     env_only: bool = False  # the whole value came from environment variables
+    bad: bool = False  # a problem here is already reported: checks skip it without another message
 
     @property
     def templated(self) -> bool:
@@ -36,12 +37,14 @@ class Scalar:
 class Seq:
     items: tuple[Node, ...]
     line: int
+    bad: bool = False  # holds a node with a problem already reported
 
 
 @dataclass(frozen=True, slots=True)
 class Map:
     items: Mapping[str, tuple[int, Node]]  # key -> (line of the key, value)
     line: int
+    bad: bool = False  # holds a node (or a key) with a problem already reported
 
 
 Node = Scalar | Seq | Map
@@ -123,8 +126,11 @@ def _locate(e: yaml.MarkedYAMLError) -> tuple[int | None, str]:
     return problem_line or context_line, message
 
 
-def read(text: str, env: Mapping[str, str]) -> Node | None:
-    """The document as Scalar/Seq/Map with ${VAR} substituted, or None when it is empty."""
+def read(text: str, env: Mapping[str, str], found: Findings) -> Node | None:
+    """The document as Scalar/Seq/Map with ${VAR} substituted, or None when it is empty.
+
+    A syntax error or a bomb raises its Problem; a problem in one value (an unset variable, a duplicate key,
+    a tag) goes to `found`, and the node is marked bad so that the checks say nothing more about it."""
     if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise Problem(f"the policy is larger than {MAX_BYTES // 1024} KiB", None)
     refs = EnvRefs(text)
@@ -150,13 +156,15 @@ def read(text: str, env: Mapping[str, str]) -> Node | None:
         raise problem or Problem("invalid YAML", None)
     if root is None:
         return None
-    return _Walker(loader, refs, env).walk(root, "", 0)
+    return _Walker(loader, refs, env, found).walk(root, "", 0)
 
 
 class _Walker:
-    def __init__(self, loader: _Loader, refs: EnvRefs, env: Mapping[str, str]):
+    def __init__(self, loader: _Loader, refs: EnvRefs, env: Mapping[str, str], found: Findings):
         self.refs = refs
         self.env = env
+        self.found = found
+        self.unset: set[str] = set()  # an unset variable is reported where it is first used, not everywhere
         self.visits = 0
         self.constructors: dict[str, Callable[[ScalarNode], Any]] = {
             _TAG + "int": loader.construct_yaml_int,
@@ -174,41 +182,64 @@ class _Walker:
         if depth > MAX_DEPTH:
             raise Problem(f"nested deeper than {MAX_DEPTH} levels (recursive alias?)", line, path or None)
         if isinstance(node, ScalarNode):
-            return self.scalar(node, path, line)
+            try:
+                return self.scalar(node, path, line)
+            except Unset as p:
+                if p.name in self.unset:
+                    return Scalar(None, line, "", bad=True)
+                self.unset.add(p.name)
+                return self.bad(p, line)
+            except Problem as p:
+                return self.bad(p, line)
         if isinstance(node, SequenceNode) and node.tag == _TAG + "seq":
             items = tuple(self.walk(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(node.value))
-            return Seq(items, line)
+            return Seq(items, line, any(item.bad for item in items))
         if isinstance(node, MappingNode) and node.tag == _TAG + "map":
             return self.mapping(node, path, depth, line)
-        raise Problem(f"unsupported YAML tag {_short(node.tag)}", line, path or None)
+        return self.bad(Problem(f"unsupported YAML tag {_short(node.tag)}", line, path or None), line)
+
+    def bad(self, problem: Problem, line: int) -> Scalar:
+        """Report a value's problem and stand in for the value."""
+        self.found.add(problem)
+        return Scalar(None, line, "", bad=True)
 
     def mapping(self, node: MappingNode, path: str, depth: int, line: int) -> Map:
         items: dict[str, tuple[int, Node]] = {}
         merges: list[yaml.Node] = []
+        bad = False
         for key_node, value_node in node.value:
             key_line = key_node.start_mark.line + 1
             if isinstance(key_node, ScalarNode) and key_node.tag == _TAG + "merge":
                 merges.append(value_node)
                 continue
             if not isinstance(key_node, ScalarNode):
-                raise Problem("a key must be a plain name, not a list or mapping", key_line, path or None)
+                self.found.add(Problem("a key must be a plain name, not a list or mapping", key_line, path or None))
+                bad = True
+                continue
             name = self.refs.raw(key_node.value)
-            if name in items:
-                raise Problem(
-                    f"duplicate key '{name}' (first at line {items[name][0]})", key_line, join(path, name)
-                )
-            items[name] = (key_line, self.walk(value_node, join(path, name), depth + 1))
+            if name in items:  # the first one is read; the duplicate is reported
+                first = items[name][0]
+                self.found.add(Problem(f"duplicate key '{name}' (first at line {first})", key_line, join(path, name)))
+                bad = True
+                continue
+            value = self.walk(value_node, join(path, name), depth + 1)
+            items[name] = (key_line, value)
+            bad = bad or value.bad
         # YAML merge keys (<<: *anchor): explicit keys win, then earlier merged mappings win.
         for merge in merges:
             sources = merge.value if isinstance(merge, SequenceNode) else [merge]
             for source in sources:
                 merged = self.walk(source, path, depth + 1)
                 if not isinstance(merged, Map):
-                    message = "'<<' must merge a mapping or a list of mappings"
-                    raise Problem(message, merged.line, path or None)
+                    if not merged.bad:
+                        message = "'<<' must merge a mapping or a list of mappings"
+                        self.found.add(Problem(message, merged.line, path or None))
+                    bad = True
+                    continue
+                bad = bad or merged.bad
                 for name, entry in merged.items.items():
                     items.setdefault(name, entry)
-        return Map(items, line)
+        return Map(items, line, bad)
 
     def scalar(self, node: ScalarNode, path: str, line: int) -> Scalar:
         text: str = node.value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -31,7 +31,7 @@ __all__ = [
 PROVIDERS = ("anthropic", "litellm")
 RESUME_METHODS = ("prefill", "continue", "restart")
 ON_INTERRUPT = ("resume", "raise")
-OUTCOME_CLASSES = ("server_failure", "rate_limited", "account", "caller")
+OUTCOME_CLASSES = ("server_failure", "rate_limited", "account", "caller", "too_large")
 KNOWN_ERROR_TYPES = (
     "invalid_request_error",
     "authentication_error",
@@ -91,6 +91,7 @@ class BackoffConfig:
 class RetryConfig:
     attempts: int = 2
     backoff: BackoffConfig = BackoffConfig()
+    max_retry_after: float = 60.0  # cap on any cooldown or wait taken from a retry-after header
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,8 @@ class TimeoutConfig:
     read: float = 60.0
     total: float = 600.0
     stream_idle: float = 30.0  # the longest silence between stream events before the stream counts as stalled
+    first_byte: float = 10.0  # streams: the longest wait for the response head
+    first_token: float = 30.0  # streams: the longest wait for the first content delta
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +139,17 @@ class Policy:
     routes: Mapping[str, Route] = field(hash=False)
     source: str
     streaming: StreamingConfig = StreamingConfig()
+    # The env mapping the policy was loaded with (the caller's own object, for reloads); None: os.environ.
+    # It may hold secrets: never in repr, and not part of equality.
+    env: Mapping[str, str] | None = field(default=None, repr=False, compare=False, hash=False)
 
 
 class PolicyError(ValueError):
-    """A bad policy; str() is one line: "file:line: key: what to fix (did you mean 'x'?)"."""
+    """A bad policy; str() is one line: "file:line: key: what to fix (did you mean 'x'?)".
+
+    Its own fields describe the first problem of the file; `problems` holds every problem found, in file
+    order, this error first; `report()` gives them one per line.
+    """
 
     def __init__(
         self,
@@ -155,6 +165,31 @@ class PolicyError(ValueError):
         self.line = line
         self.key = key
         self.suggestion = suggestion
+        self.truncated = False  # the loader stopped looking after MAX_PROBLEMS problems
+        self._more: tuple[PolicyError, ...] = ()
+
+    @classmethod
+    def of(cls, errors: Sequence[PolicyError], *, truncated: bool = False) -> PolicyError:
+        """One error for several problems: the first one's fields, all of them in `problems`."""
+        if not errors:
+            raise ValueError("PolicyError.of needs at least one error")
+        first = errors[0]
+        error = cls(first.message, first.file, first.line, first.key, first.suggestion)
+        error._more = tuple(errors[1:])
+        error.truncated = truncated
+        return error
+
+    @property
+    def problems(self) -> tuple[PolicyError, ...]:
+        """Every problem found, in file order; the first is this error itself."""
+        return (self, *self._more)
+
+    def report(self) -> str:
+        """All problems, one per line (the last line says so when the loader stopped early)."""
+        lines = [str(problem) for problem in self.problems]
+        if self.truncated:
+            lines.append(f"{self.file}: stopped after {len(lines)} problems; fix these and load it again")
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         text = self.file + (f":{self.line}" if self.line is not None else "") + ": "
@@ -169,7 +204,10 @@ class PolicyWarning(UserWarning):
 
 
 def load_policy(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Policy:
-    """Read and validate a policy file; env (default os.environ) supplies ${VAR} references."""
+    """Read and validate a policy file; env (default os.environ) supplies ${VAR} references.
+
+    Raises one PolicyError for all the problems of the file (see PolicyError.problems). The policy keeps
+    `env` (the same object) as Policy.env, so that a reload can use it again."""
     from router._build import load  # YAML and the schema load with the first policy, not with `import router`
 
     policy, notes = load(path, env)
@@ -178,7 +216,7 @@ def load_policy(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
 
 
 def parse_policy(text: str, *, source: str = "<string>", env: Mapping[str, str] | None = None) -> Policy:
-    """Validate policy YAML given as text; source names it in errors."""
+    """Validate policy YAML given as text; source names it in errors; env as for load_policy."""
     from router._build import parse
 
     policy, notes = parse(text, source, env)

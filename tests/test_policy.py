@@ -61,8 +61,12 @@ routes:
 """
 
 
+# A credential in the environment, so that models without api_key do not warn in tests about other things.
+CREDENTIALS = {"ANTHROPIC_AUTH_TOKEN": "token-from-the-environment"}
+
+
 def parse(text: str, **env: str) -> Policy:
-    return parse_policy(textwrap.dedent(text), env=env)
+    return parse_policy(textwrap.dedent(text), env={**CREDENTIALS, **env})
 
 
 def error(text: str, **env: str) -> PolicyError:
@@ -172,10 +176,10 @@ def test_routes_expand_other_routes_inline() -> None:
           b: {provider: anthropic, model: m2}
           c: {provider: anthropic, model: m3}
         routes:
-          all: [a, tail]
+          default: [a, tail]
           tail: {chain: [b, c]}
         """)
-    assert p.routes["all"].chain == ("a", "b", "c")
+    assert p.routes["default"].chain == ("a", "b", "c")
     assert p.routes["tail"].chain == ("b", "c")
 
 
@@ -250,6 +254,7 @@ def test_numbers_from_env_references() -> None:
 
 def test_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROUTER_TEST_KEY", SECRET)
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "token")  # sonnet has no api_key: it would warn without one
     p = parse_policy(with_opus("api_key: ${ROUTER_TEST_KEY}"))
     assert p.models["opus"].api_key is not None
     assert p.models["opus"].api_key.reveal() == SECRET

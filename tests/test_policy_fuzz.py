@@ -11,6 +11,7 @@ size, memory is measured with tracemalloc, and the one algorithmic check counts 
 from __future__ import annotations
 
 import math
+import re
 import tracemalloc
 import warnings
 from pathlib import Path
@@ -22,7 +23,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from router import Policy, PolicyError, PolicyWarning, load_policy, parse_policy
-from router.policy import PROVIDERS
+from router.policy import OUTCOME_CLASSES, PROVIDERS
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {"X": "2", "KEY": "sk-ant-api03-FUZZsecretvalue0123456789abcdefghijklmn", "URL": "http://127.0.0.1:9"}
@@ -48,6 +49,7 @@ routes:
   careful: [opus, fast]
 """
 CORPUS = [DESIGN_EXAMPLE, *(p.read_text(encoding="utf-8") for p in (ROOT / "policies").glob("*.yaml"))]
+YAML_LINE_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 MEMORY_LIMIT = 32 * 2**20  # bytes of tracemalloc peak for any one load of these inputs
 FUZZ = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -66,8 +68,9 @@ def check_policy(policy: Policy) -> None:
         assert 0 < b.reset_timeout <= b.max_reset_timeout <= 86_400
         assert 1 <= r.attempts <= 100
         assert 0 <= r.backoff.initial <= r.backoff.max <= 86_400 and 0 <= r.backoff.jitter <= 1
-        for seconds in (t.connect, t.read, t.total):
+        for seconds in (t.connect, t.read, t.total, t.stream_idle, t.first_byte, t.first_token, r.max_retry_after):
             assert math.isfinite(seconds) and 0 < seconds <= 86_400
+        assert set(m.outcomes.values()) <= set(OUTCOME_CLASSES)
         if m.api_key is not None:
             assert m.api_key.reveal().strip() and SECRET not in repr(m)
     for name, route in policy.routes.items():
@@ -76,14 +79,25 @@ def check_policy(policy: Policy) -> None:
 
 
 def check_error(error: PolicyError, text: str, source: str) -> None:
-    """A PolicyError names a line of the file, in one readable line, and never an internal error."""
+    """A PolicyError and each of its problems names a line of the file, in one readable line, never an
+    internal error; the problems are in file order, the error itself first, at most 50 of them."""
+    problems = error.problems
+    assert problems[0] is error and 1 <= len(problems) <= 50
+    lines = [p.line or 0 for p in problems]
+    assert lines == sorted(lines), error.report()
+    assert error.report().split("\n")[: len(problems)] == [str(p) for p in problems]
+    for problem in problems:
+        check_problem(problem, text, source)
+    assert error.__cause__ is None, f"{error} (caused by {error.__cause__!r})"
+
+
+def check_problem(error: PolicyError, text: str, source: str) -> None:
     assert type(error) is PolicyError
     message = str(error)
     assert "internal error" not in message, message
-    assert error.__cause__ is None, f"{message} (caused by {error.__cause__!r})"
     assert "\n" not in message and "\r" not in message
     assert SECRET not in message and SECRET[:20] not in message
-    lines = text.count("\n") + 1
+    lines = len(YAML_LINE_BREAKS.findall(text)) + 1  # YAML's lines: NEL and LS/PS end a line too
     if len(text.encode("utf-8", "surrogatepass")) > 2**20:  # too large to read: the whole file is at fault
         assert error.line is None and "larger than" in message, message
         return
@@ -120,11 +134,13 @@ def peak_memory(fn: Any, *args: Any) -> int:
 DURATIONS = ["500ms", "30s", "5m", "1h", "0", "0s", "-1s", "1.5", ".5s", "1e3", "1e999", "5 m", "5min", "24h",
              "86401", "nan", "inf", "${X}", "${X}s", "${MISSING}", "${X:-2s}", "${", "${}", "${1X}", ""]
 TEXTS = ["anthropic", "litellm", "claude-opus-4-1", "server_failure", "rate_limited", "account", "caller",
-         "resume", "raise", "continue", "prefill", "restart", "${KEY}", "${URL}", "http://x", "ftp://x", "opus",
-         "sonnet", "default", "fast", " ", "", "\t", "~", "null", "yes", "&a", "*a", "!!int 3", "<<", "-", "?", ":"]
+         "too_large", "resume", "raise", "continue", "prefill", "restart", "${KEY}", "${URL}", "http://x", "ftp://x",
+         "opus", "sonnet", "default", "fast", " ", "", "\t", "~", "null", "yes", "&a", "*a", "!!int 3", "<<", "-", "?",
+         ":", "$KEY", "a$$b"]
 NAMES = ["version", "defaults", "models", "routes", "streaming", "breaker", "retry", "timeout", "outcomes",
          "failure_threshold", "reset_timeout", "max_reset_timeout", "attempts", "backoff", "initial", "max",
-         "jitter", "connect", "read", "total", "stream_idle", "provider", "model", "base_url", "api_key",
+         "jitter", "connect", "read", "total", "stream_idle", "first_byte", "first_token", "max_retry_after",
+         "provider", "model", "base_url", "api_key",
          "params", "resume", "chain", "on_interrupt", "529", "overloaded_error", "failure_treshold", "retries",
          "timeouts", "route", "model_name", "opus", "sonnet", "haiku", "default", "fast"]
 
@@ -156,18 +172,20 @@ def section(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[dict
 durations = st.sampled_from(DURATIONS) | st.integers(0, 100_000) | st.floats(0, 1e6)
 breaker = section({"failure_threshold": st.integers(-1, 10_001), "reset_timeout": durations,
                    "max_reset_timeout": durations})
-retry = section({"attempts": st.integers(0, 101), "jitter": st.floats(-1, 2),
+retry = section({"attempts": st.integers(0, 101), "jitter": st.floats(-1, 2), "max_retry_after": durations,
                  "backoff": section({"initial": durations, "max": durations, "jitter": st.floats(-0.5, 1.5)})})
-timeout = section({"connect": durations, "read": durations, "total": durations, "stream_idle": durations})
-outcomes = st.dictionaries(st.sampled_from(["529", "500", "429", "overloaded_error", "api_eror", "5xx", "X"]),
-                           st.sampled_from(["server_failure", "rate_limited", "account", "caller", "fatal"]) | junk,
+timeout = section({"connect": durations, "read": durations, "total": durations, "stream_idle": durations,
+                   "first_byte": durations, "first_token": durations})
+outcomes = st.dictionaries(st.sampled_from(["529", "500", "413", "429", "overloaded_error", "api_eror", "5xx", "X"]),
+                           st.sampled_from([*OUTCOME_CLASSES, "fatal", "too_big"]) | junk,
                            max_size=3)
 aliases = st.sampled_from(["opus", "sonnet", "haiku", "gpt", "a b", "x,y", "[z]"])
 model = section({
     "provider": st.sampled_from(["anthropic", "anthropic", "anthropic", "anthropc", "openai"]),
     "model": st.sampled_from(["claude-opus-4-1", "claude-haiku-4-5", "", " "]),
-    "base_url": st.sampled_from(["${URL}", "http://127.0.0.1:9", "https://api.anthropic.com", "localhost:80"]),
-    "api_key": st.sampled_from(["${KEY}", "${MISSING}", "${KEY} ", "", "sk-literal-key"]),
+    "base_url": st.sampled_from(["${URL}", "http://127.0.0.1:9", "https://api.anthropic.com", "localhost:80",
+                                 "https://u:${KEY}@h", "http://$HOST"]),
+    "api_key": st.sampled_from(["${KEY}", "${MISSING}", "${KEY} ", "", "sk-literal-key", "$KEY", "a$$b"]),
     "breaker": breaker, "retry": retry, "timeout": timeout, "outcomes": outcomes,
     "params": st.dictionaries(st.text(max_size=5), junk, max_size=3),
     "resume": st.sampled_from(["continue", "prefill", "restart", "resum"]),
