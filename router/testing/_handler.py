@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from dataclasses import replace
 
 from router.testing import wire
+from router.testing._exchange import Api, Exchange, send_simple
+from router.testing._hostile import play_drip, play_raw, play_sse
 from router.testing._http import LAST_CHUNK, Connection, HttpError, Request, chunk, response_head
+from router.testing._pacing import Pace, Pacer
 from router.testing.faults import Fault, FaultKind
 from router.testing.state import ReceivedRequest, ServerState
 
 __all__ = ["serve_connection"]
-
-Api = Literal["anthropic", "openai"]
 
 _ROUTES: dict[tuple[str, str], Api] = {
     ("POST", "/v1/messages"): "anthropic",
@@ -40,31 +40,8 @@ _NON_STREAM_KIND: dict[str, FaultKind] = {
     "stream_no_stop": "ok",
 }
 
-
-@dataclass(slots=True)
-class _Exchange:
-    """One request being answered."""
-
-    conn: Connection
-    state: ServerState
-    api: Api
-    request: Request
-    body: dict[str, Any]
-    model: str
-    number: int
-
-    @property
-    def request_id(self) -> str:
-        return f"req_fake_{self.number}"
-
-    def id_headers(self) -> list[tuple[str, str]]:
-        headers = [("request-id", self.request_id)]
-        if self.api == "openai":
-            headers.append(("x-request-id", self.request_id))
-        return headers
-
-    def conn_headers(self) -> list[tuple[str, str]]:
-        return [] if self.request.keep_alive else [("connection", "close")]
+# The hostile-wire faults: a client leaving any of them early counts as a disconnect, stream or not.
+_HOSTILE_KINDS = frozenset({"raw", "trickle", "drip", "echo_headers", "sse"})
 
 
 async def serve_connection(conn: Connection, state: ServerState) -> None:
@@ -74,7 +51,7 @@ async def serve_connection(conn: Connection, state: ServerState) -> None:
             request = await conn.read_request()
         except HttpError as exc:
             body = wire.anthropic_error("invalid_request_error", exc.message, None)
-            await _send_simple(conn, exc.status, "application/json", body, [("connection", "close")])
+            await send_simple(conn, exc.status, "application/json", body, [("connection", "close")])
             conn.close()
             return
         if request is None:
@@ -90,14 +67,6 @@ async def serve_connection(conn: Connection, state: ServerState) -> None:
             return
 
 
-async def _send_simple(
-    conn: Connection, status: int, content_type: str, body: bytes, headers: list[tuple[str, str]]
-) -> bool:
-    """One write: head and body together."""
-    all_headers = [("content-type", content_type), ("content-length", str(len(body))), *headers]
-    return await conn.send(response_head(status, wire.reason_phrase(status), all_headers) + body)
-
-
 async def _answer(conn: Connection, state: ServerState, request: Request) -> bool:
     """Answer one request; False if the connection must not be reused."""
     number = state.next_id()
@@ -106,16 +75,16 @@ async def _answer(conn: Connection, state: ServerState, request: Request) -> boo
         message = f"Not found: {request.method} {request.path}"
         body = wire.anthropic_error("not_found_error", message, f"req_fake_{number}")
         headers = [("request-id", f"req_fake_{number}")]
-        return await _send_simple(conn, 404, "application/json", body, headers)
+        return await send_simple(conn, 404, "application/json", body, headers)
     try:
         parsed = json.loads(request.body)
     except (ValueError, UnicodeDecodeError):
         parsed = None
     if not isinstance(parsed, dict):
-        ex = _Exchange(conn, state, api, request, {}, "", number)
+        ex = Exchange(conn, state, api, request, {}, "", number)
         return await _status(ex, Fault.status(400, message="The request body is not valid JSON."))
     model = parsed.get("model")
-    ex = _Exchange(conn, state, api, request, parsed, model if isinstance(model, str) else "", number)
+    ex = Exchange(conn, state, api, request, parsed, model if isinstance(model, str) else "", number)
     state.record(ex.model, ReceivedRequest(request.path, dict(request.headers), parsed))
     if not _authorised(request.headers):
         return await _status(ex, Fault.status(401, message="x-api-key header is required"))
@@ -129,8 +98,14 @@ def _authorised(headers: dict[str, str]) -> bool:
     return scheme.lower() == "bearer" and bool(token.strip())
 
 
-async def _play(ex: _Exchange, fault: Fault) -> bool:
-    streaming = ex.body.get("stream") is True
+async def _play(ex: Exchange, fault: Fault) -> bool:
+    if fault.kind in _HOSTILE_KINDS:
+        keep = await _play_hostile(ex, fault)
+        if ex.conn.gone.is_set():
+            ex.record_disconnect()
+            return False
+        return keep
+    streaming = ex.streaming
     if not streaming and fault.kind == "stream_error":
         fault = Fault.status(
             fault.status_code, error_type=fault.error_type, message=fault.message, delay=fault.delay
@@ -139,30 +114,52 @@ async def _play(ex: _Exchange, fault: Fault) -> bool:
         fault = replace(fault, kind=_NON_STREAM_KIND[fault.kind])
     if await ex.conn.pause(fault.delay):
         if streaming:
-            ex.state.record_disconnect(ex.model)
+            ex.record_disconnect()
         return False
     if fault.kind == "status":
         return await _status(ex, fault)
     if fault.kind == "html":
         page = wire.html_page(fault.status_code)
-        return await _send_simple(ex.conn, fault.status_code, "text/html", page, [])
+        return await send_simple(ex.conn, fault.status_code, "text/html", page, [])
     if fault.kind == "reset":
         ex.conn.abort_with_rst()
         return False
     if fault.kind == "hang":
         if await ex.conn.pause(fault.seconds) and streaming:
-            ex.state.record_disconnect(ex.model)
+            ex.record_disconnect()
         return False
     if not streaming:
         return await _ok_json(ex, fault)
     keep = await _stream(ex, fault)
     if ex.conn.gone.is_set():
-        ex.state.record_disconnect(ex.model)
+        ex.record_disconnect()
         return False
     return keep
 
 
-async def _status(ex: _Exchange, fault: Fault) -> bool:
+async def _play_hostile(ex: Exchange, fault: Fault) -> bool:
+    """raw, trickle, drip, echo_headers or sse; False if the connection must not be reused."""
+    if await ex.conn.pause(fault.delay):
+        return False
+    if fault.kind == "trickle":
+        assert fault.inner is not None
+        pace = Pace(fault.rate, fault.chunk, head=fault.phase in ("all", "head"), body=fault.phase in ("all", "body"))
+        outer, ex.conn.pacer = ex.conn.pacer, Pacer(pace)
+        try:
+            return await _play(ex, fault.inner)
+        finally:
+            ex.conn.pacer = outer
+    if fault.kind == "echo_headers":
+        echoed = "; ".join(f"{name}: {value}" for name, value in ex.request.headers.items())
+        return await _status(ex, replace(fault, message=f"Bad request headers: {echoed}"))
+    if fault.kind == "raw":
+        return await play_raw(ex, fault)
+    if fault.kind == "drip":
+        return await play_drip(ex, fault)
+    return await play_sse(ex, fault)
+
+
+async def _status(ex: Exchange, fault: Fault) -> bool:
     code = fault.status_code
     error_type = fault.error_type or "api_error"
     message = fault.message or _DEFAULT_MESSAGES.get(error_type, error_type)
@@ -181,7 +178,7 @@ async def _status(ex: _Exchange, fault: Fault) -> bool:
         body = wire.openai_error(error_type, message, fault.error_code)
     else:
         body = wire.anthropic_error(error_type, message, request_id, fault.error_code)
-    return await _send_simple(ex.conn, code, "application/json", body, headers)
+    return await send_simple(ex.conn, code, "application/json", body, headers)
 
 
 def _number(value: float) -> str:
@@ -189,7 +186,7 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _tokens(ex: _Exchange, fault: Fault, deltas: int) -> tuple[int, int]:
+def _tokens(ex: Exchange, fault: Fault, deltas: int) -> tuple[int, int]:
     input_tokens = fault.input_tokens
     if input_tokens is None:
         input_tokens = wire.estimate_input_tokens(ex.body)
@@ -197,7 +194,7 @@ def _tokens(ex: _Exchange, fault: Fault, deltas: int) -> tuple[int, int]:
     return input_tokens, output_tokens
 
 
-async def _ok_json(ex: _Exchange, fault: Fault) -> bool:
+async def _ok_json(ex: Exchange, fault: Fault) -> bool:
     text = fault.text_for(ex.model)
     input_tokens, output_tokens = _tokens(ex, fault, len(fault.deltas_for(ex.model)))
     tool = (f"toolu_fake_{ex.number}", *fault.tool_use) if fault.tool_use else None
@@ -210,10 +207,10 @@ async def _ok_json(ex: _Exchange, fault: Fault) -> bool:
             f"msg_fake_{ex.number}", ex.model, text, fault.stop_reason, input_tokens, output_tokens, tool
         )
     headers = ex.id_headers() + ex.conn_headers()
-    return await _send_simple(ex.conn, 200, "application/json", body, headers)
+    return await send_simple(ex.conn, 200, "application/json", body, headers)
 
 
-async def _stream(ex: _Exchange, fault: Fault) -> bool:
+async def _stream(ex: Exchange, fault: Fault) -> bool:
     """A 200 SSE stream, faulted or not; False if the connection must not be reused."""
     conn = ex.conn
     deltas = fault.deltas_for(ex.model)
@@ -235,14 +232,8 @@ async def _stream(ex: _Exchange, fault: Fault) -> bool:
                 return False
         return True
 
-    error_message = fault.message or _DEFAULT_MESSAGES.get(fault.error_type or "", "Internal server error")
-    error_event = (
-        wire.openai_stream_error(fault.error_type or "api_error", error_message)
-        if ex.api == "openai"
-        else wire.anthropic_stream_error(fault.error_type or "api_error", error_message, ex.request_id)
-    )
     if fault.kind == "stream_error" and fault.after == 0:
-        return await send_all([error_event]) and await conn.send(LAST_CHUNK)
+        return await send_all([_error_event(ex, fault)]) and await conn.send(LAST_CHUNK)
 
     last_index = 0
     if ex.api == "openai":
@@ -266,17 +257,10 @@ async def _stream(ex: _Exchange, fault: Fault) -> bool:
             return False
 
     if fault.kind == "ok":
-        if ex.api == "openai":
-            opts = ex.body.get("stream_options")
-            usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
-            closing = wire.openai_stream_close(
-                oid, ex.model, fault.stop_reason, input_tokens, output_tokens, usage
-            )
-        else:
-            closing = wire.anthropic_stream_close(fault.stop_reason, output_tokens, last_index)
+        closing = _closing(ex, fault, oid, (input_tokens, output_tokens), last_index)
         return await send_all(closing) and await conn.send(LAST_CHUNK)
     if fault.kind == "stream_error":
-        return await send_all([error_event]) and await conn.send(LAST_CHUNK)
+        return await send_all([_error_event(ex, fault)]) and await conn.send(LAST_CHUNK)
     if fault.kind == "stream_no_stop":
         return await conn.send(LAST_CHUNK)
     if fault.kind == "stream_stall":
@@ -284,3 +268,22 @@ async def _stream(ex: _Exchange, fault: Fault) -> bool:
     # stream_cut (and a stall that ran out): close with the chunked body unterminated.
     conn.close()
     return False
+
+
+def _error_event(ex: Exchange, fault: Fault) -> bytes:
+    """The mid-stream error a ``stream_error`` fault sends."""
+    error_type = fault.error_type or "api_error"
+    message = fault.message or _DEFAULT_MESSAGES.get(fault.error_type or "", "Internal server error")
+    if ex.api == "openai":
+        return wire.openai_stream_error(error_type, message)
+    return wire.anthropic_stream_error(error_type, message, ex.request_id)
+
+
+def _closing(ex: Exchange, fault: Fault, oid: str, tokens: tuple[int, int], last_index: int) -> list[bytes]:
+    """The events that end a complete stream."""
+    input_tokens, output_tokens = tokens
+    if ex.api == "openai":
+        opts = ex.body.get("stream_options")
+        usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
+        return wire.openai_stream_close(oid, ex.model, fault.stop_reason, input_tokens, output_tokens, usage)
+    return wire.anthropic_stream_close(fault.stop_reason, output_tokens, last_index)

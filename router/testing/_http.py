@@ -9,6 +9,8 @@ import struct
 from dataclasses import dataclass
 from email.utils import formatdate
 
+from router.testing._pacing import Pacer
+
 __all__ = ["Connection", "HttpError", "Request", "chunk", "response_head"]
 
 _MAX_HEAD = 64 * 1024
@@ -60,6 +62,7 @@ class Connection:
         self._server_closed = False
         self.gone = asyncio.Event()  # set once the client is known to have closed or reset
         self._watch: asyncio.Task[None] | None = None
+        self.pacer: Pacer | None = None  # set while a trickled response is being written
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -193,7 +196,20 @@ class Connection:
     # -- writing ---------------------------------------------------------------------------------
 
     async def send(self, data: bytes) -> bool:
-        """Write and flush ``data``; False if the client is gone."""
+        """Write and flush ``data`` (in timed pieces while ``pacer`` is set); False if the client is gone."""
+        pacer = self.pacer
+        if pacer is None or not data:
+            return await self._write(data)
+        for piece, paced in pacer.pieces(data):
+            if paced and await self.pause(pacer.wait()):
+                return False
+            if not await self._write(piece):
+                return False
+            if paced:
+                pacer.sent()
+        return True
+
+    async def _write(self, data: bytes) -> bool:
         if self.gone.is_set() or self.writer.is_closing():
             self._client_left()
             return False

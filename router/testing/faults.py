@@ -1,15 +1,19 @@
-"""Fault: what the fake server does with one request (success, error status, reset, stall...)."""
+"""Fault: what the fake server does with one request (success, error status, reset, stall, hostile wire...)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["DEFAULT_ERROR_TYPES", "Fault", "FaultKind", "split_words"]
+from router.testing._values import DEFAULT_ERROR_TYPES, header_pairs, positive, split_words
+from router.testing._values import after as _after
+from router.testing._values import deltas as _deltas
+from router.testing._values import seconds as _seconds
+
+__all__ = ["DEFAULT_ERROR_TYPES", "DripPhase", "Fault", "FaultKind", "SseEnd", "TricklePhase", "split_words"]
 
 FaultKind = Literal[
     "ok",
@@ -21,47 +25,17 @@ FaultKind = Literal[
     "stream_cut",
     "stream_stall",
     "stream_no_stop",
+    "raw",
+    "trickle",
+    "drip",
+    "echo_headers",
+    "sse",
 ]
-
-#: Anthropic ``error.type`` the real API uses for each HTTP status.
-DEFAULT_ERROR_TYPES: Mapping[int, str] = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    408: "timeout_error",
-    409: "conflict_error",
-    413: "request_too_large",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-    500: "api_error",
-    502: "api_error",
-    503: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
+TricklePhase = Literal["all", "head", "body"]
+DripPhase = Literal["head", "body", "sse", "ping"]
+SseEnd = Literal["done", "cut", "stall"]
 
 _DEFAULT_STALL_SECONDS = 60.0
-
-
-def split_words(text: str) -> tuple[str, ...]:
-    """Split ``text`` into word-ish chunks that keep their spaces, so ``"".join(chunks) == text``."""
-    return tuple(re.findall(r"\s+\S*\s*|\S+\s*", text))
-
-
-def _deltas(deltas: Sequence[str] | None) -> tuple[str, ...] | None:
-    if deltas is None:
-        return None
-    if isinstance(deltas, str):
-        raise TypeError("deltas must be a sequence of strings, not a string")
-    return tuple(deltas)
-
-
-def _seconds(name: str, value: float) -> float:
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +65,16 @@ class Fault:
     seconds: float = 0.0
     after: int = 0
     tool_use: tuple[str, str] | None = None  # (tool name, input as JSON): a tool call after the text
+    # The hostile-wire faults (raw, trickle, drip, sse): see their constructors.
+    body: bytes = b""
+    length: int | Literal["auto"] | None = "auto"
+    inner: Fault | None = None
+    rate: float = 0.0
+    chunk: int = 1
+    phase: TricklePhase | DripPhase = "all"
+    interval: float = 0.0
+    events: tuple[tuple[str, str], ...] = ()  # (event name or "", data line as sent)
+    end: SseEnd = "done"
 
     # -- constructors ------------------------------------------------------------------------
 
@@ -259,6 +243,120 @@ class Fault:
             **extra,
         )
 
+    # -- the hostile wire ---------------------------------------------------------------------
+
+    @classmethod
+    def raw(
+        cls,
+        status: int = 200,
+        body: bytes | str = b"",
+        headers: Mapping[str, str] | None = None,
+        *,
+        length: int | Literal["auto"] | None = "auto",
+        delay: float = 0.0,
+    ) -> Fault:
+        """Exactly this status line, these headers and these body bytes (a str is UTF-8 encoded).
+
+        No content-type unless ``headers`` has one (header names are sent as given), no ``date`` or
+        ``server``; ``request-id: req_fake_N`` (and ``x-request-id`` on the OpenAI endpoint) is added
+        unless ``headers`` names it. ``length="auto"``: ``content-length: len(body)`` (unless ``headers``
+        names one; even on a 204); an int: that ``content-length`` as is (larger than the body: a
+        truncated body, then the connection is closed); None: no content-length and no chunking, the
+        body then close (read until EOF). Never adds ``transfer-encoding``. The connection is kept
+        alive only when the server's own framing was exact. Same bytes on both endpoints, streaming
+        or not.
+        """
+        if not 200 <= status <= 599:
+            raise ValueError(f"status must be 200..599, got {status}")
+        if isinstance(length, int) and length < 0:
+            raise ValueError(f"length must be >= 0, got {length}")
+        data = body.encode() if isinstance(body, str) else bytes(body)
+        return cls(
+            kind="raw", status_code=status, body=data, headers=header_pairs(headers), length=length,
+            delay=_seconds("delay", delay),
+        )
+
+    @classmethod
+    def trickle(
+        cls, inner: Fault | None = None, *, rate: float, chunk: int = 1, phase: TricklePhase = "all"
+    ) -> Fault:
+        """Play ``inner`` (default :meth:`ok`) exactly as usual, but write its bytes in pieces of
+        ``chunk`` bytes at ``rate`` bytes per second: a pause of ``chunk / rate`` s before each piece
+        but the first. A piece never spans two of the server's writes (e.g. two SSE events) nor the
+        end of the head, so some pieces are shorter: no byte is ever held back.
+
+        ``phase="head"``: only the status line and headers are trickled, the body goes at full speed;
+        ``"body"``: the head at full speed, then the body (JSON, chunked SSE...) trickled; ``"all"``:
+        both. Any fault can be trickled (stream faults too; a trickle inside a trickle: the inner
+        pace wins). Stops at once when the client leaves (counted in ``disconnects``) or the server stops.
+        """
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        if phase not in ("all", "head", "body"):
+            raise ValueError(f"phase must be 'all', 'head' or 'body', got {phase!r}")
+        return cls(
+            kind="trickle", inner=inner if inner is not None else cls.ok(), rate=positive("rate", rate),
+            chunk=chunk, phase=phase,
+        )
+
+    @classmethod
+    def drip(cls, interval: float, *, phase: DripPhase, seconds: float = 30.0) -> Fault:
+        """A response that never finishes: one unit every ``interval`` until ``seconds`` have passed
+        (then the connection is closed) or the client leaves (counted in ``disconnects``).
+
+        ``"head"``: ``HTTP/1.1 200 OK``, ``request-id``, then ``x-pad: `` and one byte per interval (the
+        head never ends); ``"body"``: a complete JSON head with ``content-length: 1000000``, then one
+        space per interval; ``"sse"``: an event stream with ``message_start`` and
+        ``content_block_start`` at once, then one ``"a "`` text delta per interval (OpenAI: a role
+        chunk, then one content chunk per interval), never the end (on a non-streaming request:
+        like ``"body"``); ``"ping"``: an event stream of only ``event: ping`` events (OpenAI: ``: ping``
+        comment lines), streaming request or not.
+        """
+        if phase not in ("head", "body", "sse", "ping"):
+            raise ValueError(f"phase must be 'head', 'body', 'sse' or 'ping', got {phase!r}")
+        return cls(
+            kind="drip", interval=positive("interval", interval), phase=phase,
+            seconds=_seconds("seconds", seconds),
+        )
+
+    @classmethod
+    def echo_headers(cls, code: int = 400, *, error_type: str | None = None) -> Fault:
+        """Like :meth:`status`, but ``error.message`` lists every request header the server received as
+        ``name: value`` pairs (``x-api-key`` and ``authorization`` included): a server that echoes the
+        caller's credentials into its error text. Both endpoints."""
+        return dataclasses.replace(cls.status(code, error_type=error_type), kind="echo_headers")
+
+    @classmethod
+    def sse(
+        cls,
+        events: Sequence[tuple[str, str | Mapping[str, Any]]],
+        *,
+        end: SseEnd = "done",
+        interval: float = 0.0,
+        stall: float = _DEFAULT_STALL_SECONDS,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+    ) -> Fault:
+        """A chunked ``text/event-stream`` response (with ``request-id``) of exactly these events,
+        ``interval`` seconds apart, whether or not the request asked to stream.
+
+        Each ``(name, data)`` is sent as ``event: {name}\ndata: {data}\n\n``: a mapping as compact
+        JSON, a str verbatim (malformed JSON, ``[DONE]``...); an empty name sends no ``event:`` line.
+        ``headers`` are added (a name given there replaces the server's own, e.g. ``content-type``).
+        ``end="done"``: the chunked body ends cleanly; ``"cut"``: the connection is closed with the body
+        unterminated; ``"stall"``: nothing more for ``stall`` seconds (or until the client leaves), then
+        cut. See :func:`router.testing.anthropic_events` for a well-formed Anthropic stream to cut.
+        """
+        if not 200 <= status <= 599:
+            raise ValueError(f"status must be 200..599, got {status}")
+        if end not in ("done", "cut", "stall"):
+            raise ValueError(f"end must be 'done', 'cut' or 'stall', got {end!r}")
+        encoded = tuple((str(name), _sse_data(data)) for name, data in events)
+        return cls(
+            kind="sse", events=encoded, end=end, interval=_seconds("interval", interval),
+            seconds=_seconds("stall", stall), status_code=status, headers=header_pairs(headers),
+        )
+
     # -- helpers used by the server -----------------------------------------------------------
 
     def with_tool_use(self, name: str, tool_input: Mapping[str, Any]) -> Fault:
@@ -283,7 +381,8 @@ class Fault:
         return split_words(self.text_for(model))
 
 
-def _after(after: int) -> int:
-    if after < 0:
-        raise ValueError(f"after must be >= 0, got {after!r}")
-    return after
+
+def _sse_data(data: str | Mapping[str, Any]) -> str:
+    if isinstance(data, str):
+        return data
+    return json.dumps(dict(data), separators=(",", ":"), ensure_ascii=False)

@@ -186,7 +186,8 @@ class FakeServer:
         return self._state.received(model)
 
     def disconnects(self, model: str) -> int:
-        """Streams for ``model`` that the client closed before the server finished sending."""
+        """Responses for ``model`` that the client closed before the server finished sending: streams,
+        and any response of the hostile-wire faults (raw, trickle, drip, echo_headers, sse)."""
         return self._state.disconnects(model)
 
     def reset(self) -> None:

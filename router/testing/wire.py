@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from http import HTTPStatus
 from typing import Any
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "anthropic_stream_delta",
     "anthropic_stream_error",
     "anthropic_stream_open",
+    "anthropic_usage",
     "estimate_input_tokens",
     "html_page",
     "openai_completion",
@@ -21,6 +23,8 @@ __all__ = [
     "openai_stream_delta",
     "openai_stream_error",
     "openai_stream_open",
+    "reason_phrase",
+    "sse_event",
 ]
 
 _REASONS = {
@@ -57,7 +61,12 @@ def dumps(obj: object) -> bytes:
 
 def reason_phrase(code: int) -> str:
     """The HTTP reason phrase for ``code``."""
-    return _REASONS.get(code, "OK" if code == 200 else "Error")
+    if code in _REASONS:
+        return _REASONS[code]
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Error"
 
 
 def estimate_input_tokens(body: dict[str, Any]) -> int:
@@ -68,6 +77,12 @@ def estimate_input_tokens(body: dict[str, Any]) -> int:
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+
+
+def sse_event(event: str, data: str) -> bytes:
+    """``event: {event}\ndata: {data}\n\n`` with ``data`` verbatim; no ``event:`` line when ``event`` is empty."""
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + data.encode() + b"\n\n"
 
 
 def _data(data: dict[str, Any] | str) -> bytes:
@@ -88,7 +103,8 @@ def anthropic_error(
     return dumps({"type": "error", "error": error, "request_id": request_id})
 
 
-def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+def anthropic_usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+    """A Message's ``usage`` object."""
     return {
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
@@ -121,7 +137,7 @@ def anthropic_message(
             "content": content,
             "stop_reason": stop_reason,
             "stop_sequence": None,
-            "usage": _usage(input_tokens, output_tokens),
+            "usage": anthropic_usage(input_tokens, output_tokens),
         }
     )
 
@@ -174,7 +190,7 @@ def anthropic_stream_open(
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": _usage(input_tokens, 1),
+        "usage": anthropic_usage(input_tokens, 1),
     }
     block = first_block if first_block is not None else [anthropic_block_start(0, {"type": "text", "text": ""})]
     return [
