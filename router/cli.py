@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+DEMO_DESCRIPTION = """\
+Play an outage on a built-in fake server: the first model of the policy's `default` route answers
+HTTP 500 for --outage seconds while requests go on at --rate a second; watch its breaker open, the
+traffic fail over down the route, and one probe bring it back. No API key, no network.
+
+--policy FILE plays your own policy's default route, with its models, fallback order, breaker,
+retry and timeout settings, on the same fake server. The demo never calls a real endpoint: every
+model's base_url and api_key are replaced by the fake server's and a demo key, and its params are
+dropped. It plays models of provider anthropic, and litellm models named openai/...; any other
+model in the default route is an error (exit 2). Environment variables your policy uses but that
+are not set here (e.g. ${ANTHROPIC_API_KEY}) read as http://demo-placeholder.invalid, and a
+${VAR:-default} keeps its default. The demo exits 0 when every request was served, 1 otherwise.
+"""
 
 
 def _validate(path: str) -> int:
@@ -16,7 +31,11 @@ def _validate(path: str) -> int:
         try:
             policy = load_policy(path)
         except PolicyError as exc:
-            print(f"invalid policy: {exc}", file=sys.stderr)
+            problems = getattr(exc, "problems", (exc,))  # every problem in the file, the first being exc
+            for problem in problems:
+                print(f"invalid policy: {problem}", file=sys.stderr)
+            if getattr(exc, "truncated", False):  # the loader stopped looking
+                print(f"note: stopped after {len(problems)} problems; fix these and validate again", file=sys.stderr)
             return 1
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
@@ -26,28 +45,64 @@ def _validate(path: str) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import DemoError, run_demo
 
-    return run_demo(
-        policy_path=args.policy, outage=args.outage, duration=args.duration, rate=args.rate,
-        plain=True if args.plain else None,
-    )
+    try:
+        return run_demo(
+            policy_path=args.policy, outage=args.outage, duration=args.duration, rate=args.rate,
+            plain=True if args.plain else None,
+        )
+    except DemoError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return 2
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _more_than_zero(unit: str) -> Callable[[str], float]:
+    """An argparse type: a finite number above 0 (argparse reports the error and exits 2)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of {unit}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number of {unit}, got {text!r}")
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+        return value
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="failover-router", description="Claude calls that survive Claude's bad days.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
-        "demo", help="play an outage of the primary model on a built-in fake server (no key, no network)"
+        "demo", help="play an outage of the primary model on a built-in fake server (no key, no network)",
+        description=DEMO_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    demo.add_argument("--policy", help="policy to run (default: the bundled demo.yaml)")
-    demo.add_argument("--outage", type=float, default=5.0, help="seconds the primary answers 500 (default 5)")
-    demo.add_argument("--duration", type=float, default=11.0, help="seconds the demo runs (default 11)")
-    demo.add_argument("--rate", type=float, default=12.0, help="requests per second (default 12)")
+    demo.add_argument(
+        "--policy", metavar="FILE",
+        help="play this policy's default route on the fake server instead of the bundled demo.yaml "
+        "(base URLs and keys replaced: nothing real is called)",
+    )
+    seconds = _more_than_zero("seconds")
+    demo.add_argument("--outage", type=seconds, default=5.0, help="seconds the primary answers 500 (default 5)")
+    demo.add_argument("--duration", type=seconds, default=11.0, help="seconds the demo runs (default 11)")
+    demo.add_argument("--rate", type=_more_than_zero("requests a second"), default=12.0,
+                      help="requests per second (default 12)")
     demo.add_argument("--plain", action="store_true", help="event lines instead of the live view")
-    validate = sub.add_parser("validate", help="check a policy file; exit 1 with the error if it is invalid")
+    validate = sub.add_parser(
+        "validate", help="check a policy file; exit 1 with every problem found if it is invalid"
+    )
     validate.add_argument("path")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.command == "validate":
         return _validate(args.path)
     return _demo(args)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from rich.console import Console, Group
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
@@ -17,6 +19,7 @@ from .client import Router
 
 STATE_STYLE = {"closed": "bold green", "open": "bold red", "half_open": "bold yellow"}
 MODEL_STYLES = ["green", "cyan", "magenta", "blue"]
+MAX_LINES = 8  # events and requests the live view shows at most
 
 
 @dataclass
@@ -37,35 +40,44 @@ class Tally:
 
 
 class View:
-    """Renders the demo. Live and redrawn 8 times a second on a terminal; event lines otherwise."""
+    """Renders the demo. Live and redrawn 8 times a second on a terminal; event lines otherwise.
+
+    The live view fits the terminal: at 80x24 it shows the breakers, who served each request, the
+    last 7 breaker transitions and events, and the last 3 requests; taller terminals show more.
+    """
 
     def __init__(
-        self, router: Router, tally: Tally, primary: str, outage: float, duration: float, plain: bool,
-        out: TextIO,
+        self, router: Router, tally: Tally, chain: Sequence[str], outage: float, duration: float, plain: bool,
+        out: TextIO, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.router = router
         self.tally = tally
-        self.primary = primary
+        self.chain = list(chain)
+        self.primary = self.chain[0]
         self.outage = outage
         self.duration = duration
         self.plain = plain
-        self.console = Console(file=out, highlight=False, force_terminal=None if plain else True)
-        self.aliases = list(router.policy.models)
-        self.styles = {a: MODEL_STYLES[i % len(MODEL_STYLES)] for i, a in enumerate(self.aliases)}
+        self.clock = clock
+        self.advice: str | None = None  # how to run the demo so that the primary recovers in it
+        self.console = Console(file=out, highlight=False, force_terminal=None if plain else True, soft_wrap=plain)
+        self.styles = {a: MODEL_STYLES[i % len(MODEL_STYLES)] for i, a in enumerate(self.chain)}
         self.recent: list[str] = []
-        self.notes: list[tuple[float, str]] = []  # (monotonic time, text), shown among the events
+        self.notes: list[tuple[float, str]] = []  # (time, text), shown among the events
         self._live: Live | None = None
         self._lock = threading.Lock()
         self._shown_transitions = 0
         self._last_path: str | None = None
 
     def __enter__(self) -> View:
-        self.console.print(
-            f"[bold]failover-router demo[/]: route {' → '.join(self.aliases)}; "
-            f"[bold]{self.primary}[/] answers HTTP 500 for {self.outage:g} s, then recovers."
-        )
+        if self.plain:
+            self.console.print(
+                f"[bold]failover-router demo[/]: route {' → '.join(self.chain)}; "
+                f"[bold]{self.primary}[/] answers HTTP 500 for {self.outage:g} s, then recovers."
+            )
+        if self.advice:
+            self.console.print(f"note: {self.advice}")
         if not self.plain:
-            self._live = Live(get_renderable=self._render, console=self.console, refresh_per_second=8)
+            self._live = Live(self, console=self.console, refresh_per_second=8)
             self._live.__enter__()
         return self
 
@@ -77,7 +89,7 @@ class View:
 
     def note(self, text: str) -> None:
         with self._lock:
-            self.notes.append((time.monotonic(), text))
+            self.notes.append((self.clock(), text))
         if self.plain:
             self._flush_transitions()
             self.console.print(text)
@@ -85,7 +97,7 @@ class View:
     def request(self, t: float, served_by: str, path: str) -> None:
         line = f"[{self.tally.at(t):5.1f}s] {served_by:>7} served  {path}"
         with self._lock:
-            self.recent = [*self.recent[-7:], line]
+            self.recent = [*self.recent[-(MAX_LINES - 1):], line]
         if self.plain:
             self._flush_transitions()
             if path != self._last_path:  # print when the route a request takes changes
@@ -97,36 +109,64 @@ class View:
             self.console.print(f"[{self.tally.at(t):5.1f}s] breaker {alias}: {old} → {new}")
             self._shown_transitions += 1
 
-    def _render(self) -> Group:
-        breakers = Table(title="breakers", expand=False)
-        for col in ("model", "state", "failures", "next probe in"):
-            breakers.add_column(col)
-        now = time.monotonic()
-        for alias, info in self.router.breakers().items():
-            retry = f"{max(0.0, info.retry_at - now):.1f}s" if info.retry_at and info.state == "open" else ""
-            breakers.add_row(alias, Text(info.state, STATE_STYLE[info.state]), str(info.failures), retry)
-        bar = Text()
-        for alias in self.tally.timeline[-90:]:
-            bar.append("█", "bold red" if alias == "!" else self.styles[alias])
-        legend = Text("  ".join(f"█ {a}" for a in self.aliases))
-        for a in self.aliases:
-            legend.highlight_words([f"█ {a}"], self.styles[a])
-        elapsed = time.monotonic() - self.tally.started
-        phase = "OUTAGE" if elapsed < self.outage else "recovered upstream"
-        head = Text(f"t = {elapsed:4.1f}s / {self.duration:g}s   {self.primary}: {phase}", "bold")
+    # -- the live view ----------------------------------------------------------------------------
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """The live view, sized to the terminal: one line spare, every line within its width."""
+        height = (options.height or options.size.height) - 1
+        breakers = self._breakers()
+        served = self._served(options.max_width - 4)
+        fixed = 1 + len(console.render_lines(breakers, options, pad=False)) + 3
+        room = height - fixed - 4  # what is left inside the two bordered panels below
+        n_events = max(1, min(MAX_LINES, room - 3))
+        n_requests = min(MAX_LINES, room - n_events)
         with self._lock:
-            recent = "\n".join(self.recent)
             events = sorted(
                 [(t, f"[{self.tally.at(t):5.1f}s] breaker {a}: {o} → {n}") for t, a, o, n in self.tally.transitions]
-                + self.notes
+                + self.notes,
+                key=lambda event: event[0],  # stable: transitions at the same instant keep their order
             )
-        return Group(
-            head,
-            breakers,
-            Panel(Group(bar, legend), title="who served each request (newest right)"),
-            Panel(recent or "…", title="latest requests"),
-            Panel("\n".join(text for _, text in events[-8:]) or "…", title="events"),
-        )
+            recent = self.recent[-n_requests:] if n_requests > 0 else []
+        yield self._head()
+        yield breakers
+        yield served
+        yield _lines_panel("breaker transitions and events", [text for _, text in events[-n_events:]], n_events)
+        if n_requests > 0:
+            yield _lines_panel("latest requests", recent, n_requests)
+
+    def _head(self) -> Text:
+        elapsed = self.clock() - self.tally.started
+        head = Text(f"failover-router demo   t = {elapsed:4.1f}s / {self.duration:g}s   ", "bold", no_wrap=True,
+                    overflow="ellipsis")
+        if elapsed < self.outage:
+            head.append(f"OUTAGE: {self.primary} answers HTTP 500 until {self.outage:g}s", "bold red")
+        else:
+            head.append(f"outage over at {self.outage:g}s: {self.primary} answers again", "bold green")
+        return head
+
+    def _breakers(self) -> Table:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, expand=False)
+        for col in ("breaker", "state", "failures", "next probe in"):
+            table.add_column(col, no_wrap=True)
+        now = self.clock()
+        infos = self.router.breakers()
+        for alias in self.chain:
+            info = infos[alias]
+            retry = f"{max(0.0, info.retry_at - now):.1f}s" if info.retry_at and info.state == "open" else ""
+            table.add_row(alias, Text(info.state, STATE_STYLE[info.state]), str(info.failures), retry)
+        return table
+
+    def _served(self, width: int) -> Panel:
+        bar = Text(no_wrap=True, overflow="crop")
+        for alias in self.tally.timeline[-max(1, width):]:
+            bar.append("█", "bold red" if alias == "!" else self.styles.get(alias, ""))
+        legend = Text(" ")
+        for i, a in enumerate(self.chain):
+            legend.append(" → " if i else "route: ").append(f"█ {a}", self.styles[a])
+        if self.tally.failed:
+            legend.append("   ").append("█ failed", "bold red")
+        legend.append(" ")
+        return Panel(bar, title="who served each request (newest right)", subtitle=legend)
 
     def summary(self, primary_failures: int) -> int:
         """Print the summary; the exit status is 0 when no request failed."""
@@ -158,4 +198,12 @@ class View:
             )
         else:
             c.print(f"  recovery: traffic did not return to {self.primary} before the demo ended")
+            if self.advice:
+                c.print(f"  ({self.advice})")
         return 0 if t.failed == 0 else 1
+
+
+def _lines_panel(title: str, lines: list[str], height: int) -> Panel:
+    """A panel `height` lines high inside, each line cut to the width with an ellipsis."""
+    body = [Text(line, no_wrap=True, overflow="ellipsis") for line in lines] or [Text("…")]
+    return Panel(Group(*body), title=title, height=height + 2)
