@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import email.utils
 import enum
+import json
+import re
 import ssl
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+
+from .retry_after import parse_retry_after
 
 
 class Kind(str, enum.Enum):
@@ -21,6 +23,7 @@ class Kind(str, enum.Enum):
     RATE_LIMITED = "rate_limited"  # model cools down until retry-after; not counted
     ACCOUNT = "account"  # key / billing / permission problem; not counted
     CALLER = "caller"  # the request itself is bad: raised at once, no failover
+    TOO_LARGE = "too_large"  # the prompt exceeds this model's context window: not counted, next model
     UNEXPECTED = "unexpected"  # not an API failure at all (a bug, a bad argument): raised at once
     CANCELLED = "cancelled"  # the caller gave up; never the model's fault
     # No request was sent to the model:
@@ -35,7 +38,7 @@ class Kind(str, enum.Enum):
 
 
 #: The classes a policy's `outcomes:` overrides may name.
-OVERRIDABLE = frozenset({Kind.SERVER_FAILURE, Kind.RATE_LIMITED, Kind.ACCOUNT, Kind.CALLER})
+OVERRIDABLE = frozenset({Kind.SERVER_FAILURE, Kind.RATE_LIMITED, Kind.ACCOUNT, Kind.CALLER, Kind.TOO_LARGE})
 
 _BY_STATUS: dict[int, Kind] = {
     400: Kind.CALLER,
@@ -67,9 +70,34 @@ _BY_ERROR_TYPE: dict[str, Kind] = {
 # A 429 whose error code names a spend or billing limit will not lift in seconds: it is account-level.
 _ACCOUNT_CODE_WORDS = ("spend", "billing", "credit", "quota", "budget")
 
+# A 400 that says the prompt does not fit this model's context window: a model with a larger one may
+# still answer it. Anthropic: "prompt is too long: 210000 tokens > 200000 maximum"; OpenAI and litellm:
+# code context_length_exceeded, "maximum context length is ...", "ContextWindowExceededError".
+_TOO_LARGE = re.compile(
+    r"prompt is too long|context[ _-]?length[ _-]?exceeded|maximum context length|context[ _-]?window"
+    r"|input is too long|too many (input )?tokens",
+    re.IGNORECASE,
+)
+
 # Names of the transport libraries whose exceptions mean "the connection failed" (matched by module,
 # since the SDKs re-export or wrap them differently from one version to the next).
 _TRANSPORT_MODULES = ("httpx2", "httpx", "httpcore", "h11", "h2", "aiohttp", "anyio")
+
+
+class WireError(Exception):
+    """A reply the router refuses although no exception said so: a 2xx that is not a valid Message, or a
+    stream whose events make no sense. Always a counted server failure unless an error envelope in it
+    names another `error_type`."""
+
+    def __init__(
+        self, detail: str, *, status: int | None = None, error_type: str = "invalid_response",
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+        self.error_type = error_type
+        self.request_id = request_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +123,11 @@ def classify_status(
     error_type: str | None,
     error_code: str | None = None,
     overrides: Mapping[str, str] | None = None,
+    message: str | None = None,
 ) -> Kind:
-    """The outcome class of an error response, by (status, error.type); policy overrides win."""
+    """The outcome class of an error response, by (status, error.type); policy overrides win.
+
+    A 400 whose message or code says the prompt exceeds the context window is `too_large`."""
     if overrides:
         for key in (error_type, str(status) if status is not None else None):
             if key is not None and key in overrides:
@@ -105,28 +136,19 @@ def classify_status(
         return _BY_ERROR_TYPE.get(error_type or "", Kind.SERVER_FAILURE)
     if status == 429 and error_code and any(w in error_code.lower() for w in _ACCOUNT_CODE_WORDS):
         return Kind.ACCOUNT
+    if status == 400 and is_too_large(message, error_code):
+        return Kind.TOO_LARGE
     kind = _BY_STATUS.get(status)
     if kind is not None:
         return kind
     return Kind.SERVER_FAILURE if status >= 500 else Kind.CALLER
 
 
-def parse_retry_after(headers: Mapping[str, str] | Any, now: float | None = None) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date), or None."""
-    try:
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            return max(0.0, float(ms) / 1000.0)
-        raw = headers.get("retry-after")
-        if raw is None:
-            return None
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(raw)
-            return max(0.0, when.timestamp() - (time.time() if now is None else now))
-    except (TypeError, ValueError, OverflowError):
-        return None
+def is_too_large(message: str | None, error_code: str | None = None) -> bool:
+    """Does an error say the prompt does not fit the model's context window?"""
+    if error_code and _TOO_LARGE.search(error_code):
+        return True
+    return message is not None and _TOO_LARGE.search(message[:2000]) is not None
 
 
 def _should_retry(headers: Mapping[str, str] | Any) -> bool | None:
@@ -152,11 +174,13 @@ def is_timeout(exc: BaseException) -> bool:
 
 def classify(exc: BaseException, overrides: Mapping[str, str] | None = None) -> Failure:
     """Map an exception raised by the anthropic SDK (or the transport under it) to a Failure."""
+    if isinstance(exc, WireError):
+        return wire_failure(exc, overrides)
     if isinstance(exc, anthropic.APIStatusError):
         headers = exc.response.headers
         status = exc.status_code
         error_type: str | None = exc.type
-        kind = classify_status(status, error_type, exc.error_code, overrides)
+        kind = classify_status(status, error_type, exc.error_code, overrides, exc.message)
         return Failure(
             kind=kind,
             status=status,
@@ -169,22 +193,40 @@ def classify(exc: BaseException, overrides: Mapping[str, str] | None = None) -> 
     if isinstance(exc, anthropic.CredentialsError):
         return Failure(Kind.ACCOUNT, None, "missing_credentials", None, exc)
     if isinstance(exc, anthropic.APIResponseValidationError):
-        return Failure(Kind.SERVER_FAILURE, exc.status_code, "invalid_response", None, exc)
+        return Failure(Kind.SERVER_FAILURE, exc.status_code, "invalid_response", None, exc,
+                       note=f"{exc.status_code} whose body is not a valid Message")
     if isinstance(exc, anthropic.APIConnectionError) or is_transport_error(exc):
         transport_type = "timeout" if is_timeout(exc) else "connection_error"
         kind = classify_status(None, transport_type, None, overrides) if overrides else Kind.SERVER_FAILURE
         return Failure(kind, None, transport_type, None, exc)
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+        # Only a reply can fail to decode: the SDK serialises our request itself, and a request it cannot
+        # serialise raises a TypeError. A 2xx with truncated or garbled JSON is the server's failure.
+        return Failure(Kind.SERVER_FAILURE, None, "invalid_response", None, exc,
+                       note=f"the reply is not valid JSON ({type(exc).__name__})")
     return Failure(Kind.UNEXPECTED, None, type(exc).__name__, None, exc)
 
 
-def _error_type_of(response: Any) -> str | None:
+def wire_failure(exc: WireError, overrides: Mapping[str, str] | None = None) -> Failure:
+    """A refused reply. An error envelope inside a 2xx is classified by its error.type, except that a
+    "your request is wrong" type in a 2xx contradicts its own status: that server is broken, so it counts."""
+    kind = classify_status(None, exc.error_type, None, overrides)
+    if kind in (Kind.CALLER, Kind.TOO_LARGE, Kind.UNEXPECTED):
+        kind = Kind.SERVER_FAILURE
+    return Failure(kind, exc.status, exc.error_type, exc.request_id, exc, note=exc.detail)
+
+
+def _error_of(response: Any) -> tuple[str | None, str | None, str | None]:
+    """(error.type, error.code, error.message) of an error body, each None when absent."""
     try:
         body = response.json()
     except Exception:  # HTML, empty or truncated bodies carry no error type
-        return None
+        return None, None, None
     error = body.get("error") if isinstance(body, dict) else None
-    value = error.get("type") if isinstance(error, dict) else None
-    return value if isinstance(value, str) else None
+    if not isinstance(error, dict):
+        return None, None, None
+    fields = (error.get("type"), error.get("code"), error.get("message"))
+    return tuple(v if isinstance(v, str) else None for v in fields)  # type: ignore[return-value]
 
 
 def classify_chain(
@@ -216,9 +258,11 @@ def classify_chain(
     if is_timeout(exc) and response is None:
         return Failure(classify_status(None, "timeout", None, overrides), None, "timeout", None, exc)
     hdrs: Mapping[str, str] | Any = headers if headers is not None else getattr(response, "headers", None) or {}
-    error_type = _error_type_of(response) if response is not None else None
+    error_type, code, message = _error_of(response) if response is not None else (None, None, None)
+    if message is None:
+        message = str(exc)
     return Failure(
-        kind=classify_status(status, error_type, None, overrides),
+        kind=classify_status(status, error_type, code, overrides, message),
         status=status,
         error_type=error_type,
         request_id=hdrs.get("request-id") or hdrs.get("x-request-id"),
