@@ -2,46 +2,57 @@
 
 The caller sees one clean Anthropic event stream. Before the first content delta, events are held back,
 so a failure there is invisible and the next attempt simply starts over. After content has flowed, a
-broken attempt is resumed on the next model: its message_start and the start of the block being
-continued are swallowed, its blocks are renumbered to follow the caller's, and any text it repeats at
-the join is trimmed. The driver feeds events and reports how each attempt ended; the engine's plan
-asks this object whether a model can take the stream over.
+broken attempt is resumed on the next model: its message_start is swallowed, its blocks are renumbered
+to follow the caller's, and its text is joined to the text sent without repeats (`stream_takeover`).
+A break once the message is already complete (after message_delta, or after a finished tool call) ends
+the message there instead (`Salvaged`). Events are dispatched on their `type`: unknown types pass
+through, malformed events raise `WireError`. The driver feeds events and reports how each attempt ended;
+the engine's plan asks this object whether a model can take the stream over.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 from anthropic.types import (
-    ContentBlock,
     Message,
+    MessageDeltaUsage,
     RawContentBlockDeltaEvent,
-    RawContentBlockStartEvent,
-    RawContentBlockStopEvent,
     RawMessageDeltaEvent,
-    RawMessageStartEvent,
     RawMessageStopEvent,
     RawMessageStreamEvent,
-    TextDelta,
     Usage,
 )
+from anthropic.types.raw_message_delta_event import Delta
+from pydantic import BaseModel
 
 from .errors import StreamInterrupted
 from .outcome import Failure, Kind
 from .policy import ModelConfig
 from .record import Attempt
+from .stream_blocks import KNOWN_DELTAS, Block, Content, malformed, reindexed
+from .stream_takeover import Takeover
+from .stream_usage import Tokens
 
 CONTINUE_PROMPT = (
     "Your previous reply was cut off. Continue it exactly from where it stopped, without repeating "
     "anything and without any preamble."
 )
 _CLAUDE_VERSION = re.compile(r"claude-(?:opus|sonnet|haiku)-(\d+)(?:-(\d))?(?:-\d{8}|-v\d|$|[^\d])")
-_Indexed = TypeVar("_Indexed", RawContentBlockStartEvent, RawContentBlockDeltaEvent, RawContentBlockStopEvent)
-_TAIL = 64  # how much of the emitted text a continuation is compared against for overlap
+Events = list[RawMessageStreamEvent]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Salvaged:
+    """An attempt that failed on the wire when its message was already complete (a break after
+    message_delta, or after a finished tool call): `message` is served as the answer, and `failure`
+    still counts against the model. The caller must still get `Stitcher.closing_events()`."""
+
+    message: Message
+    failure: Failure
 
 
 def resume_method(config: ModelConfig) -> str:
@@ -63,44 +74,27 @@ def _prefill_accepted(model: str) -> bool:
     return (int(found.group(1)), int(found.group(2) or 0)) < (4, 6)
 
 
-def _overlap(tail: str, head: str) -> int:
-    """How much of `head` repeats the end of `tail`. Whitespace-only and word-aligned overlaps count;
-    a short match inside a word ("Hell" + "lo") is taken as new text."""
-    for k in range(min(len(tail), len(head)), 0, -1):
-        if not tail.endswith(head[:k]):
-            continue
-        before = tail[-k - 1] if k < len(tail) else " "
-        if head[:k].strip() == "" or k >= 16 or not (before.isalnum() and head[0].isalnum()):
-            return k
-    return 0
-
-
-def _may_still_overlap(tail: str, held: str) -> bool:
-    """True while `held` could still be the start of a longer repeat of the end of `tail`."""
-    return any(tail.startswith(held, j) and len(tail) - j > len(held) for j in range(len(tail)))
-
-
 class Stitcher:
     """The state of one caller-facing stream across attempts."""
+
+    _HANDLERS: ClassVar[dict[str, Callable[[Stitcher, Any], Events]]]
 
     def __init__(self, on_interrupt: str) -> None:
         self.on_interrupt = on_interrupt
         self.emitted = False  # has any content event reached the caller?
         self.final: Message | None = None
-        self._held: list[RawMessageStreamEvent] = []
-        self._start: Message | None = None  # the first attempt's message_start message
+        self._held: Events = []  # events held back until the first content delta
+        self._start: Message | None = None  # the message_start message the caller got
         self._updates: dict[str, Any] = {}  # message_delta's fields (stop_reason, ...)
-        self._blocks: list[_Block] = []
-        self._open: int | None = None  # caller index of the open block
-        self._text_len = 0
-        self._input_tokens = 0
-        self._output_tokens = 0
-        self._attempt_out = 0
-        self._index_map: dict[int, int] = {}
-        self._resuming = False
-        self._hold: str | None = None  # continuation text held back until overlap can be judged
-        self._tail = ""
-        self._completed = False
+        self._content = Content()
+        self._tokens = Tokens()
+        self._started: set[int] = set()  # block indexes the current attempt started
+        self._attempt_started = False  # the current attempt sent message_start
+        self._attempt_delta = False  # ... and message_delta
+        self._completed = False  # ... and message_stop (or its message was salvaged)
+        self._takeover: Takeover | None = None  # while a takeover needs more than renumbering
+        self._last_takeover: Takeover | None = None
+        self._closing: Events = []
 
     # -- questions the plan asks ------------------------------------------------------------------
 
@@ -109,30 +103,41 @@ class Stitcher:
 
     def begin(self, config: ModelConfig) -> str | None:
         """A new attempt starts on `config`; returns a note for its Attempt record."""
-        self._index_map = {}
-        self._attempt_out = 0
-        self._completed = False
-        self._hold = None
+        self._tokens.begin()
+        self._content.index_map.clear()
+        self._started = set()
+        self._attempt_started = self._attempt_delta = self._completed = False
+        self._takeover = self._last_takeover = None
         if not self.emitted:
             self._held = []
-            self._start, self._updates, self._blocks, self._open = None, {}, [], None
-            self._resuming = False
+            self._start, self._updates, self._content = None, {}, Content()
             return None
-        self._resuming = True
-        self._tail = self._open_text()[-_TAIL:]
-        self._hold = "" if self._tail else None
-        return f"resumed at char {self._text_len} ({resume_method(config)})"
+        method = resume_method(config)
+        # A preamble ("Sure, here it is: ") is what a model asked to continue in a user turn may add; one
+        # continuing a prefilled assistant turn does not, and its text need not wait to rule one out.
+        takeover = Takeover(self._content, self.partial_text(), self._delta, preambles=method == "continue")
+        self._last_takeover = takeover
+        if not takeover.done:
+            self._takeover = takeover
+        return f"resumed at char {self._content.text_len} ({method})"
+
+    @property
+    def takeover_note(self) -> str | None:
+        """How the current (or last) attempt's text joined the text sent, once known; None if it took
+        nothing over or sent no text. E.g. "takeover restarted its answer: 240 repeated chars dropped"."""
+        return self._last_takeover.note if self._last_takeover is not None else None
 
     def interrupted(self, failure: Failure, attempts: list[Attempt]) -> StreamInterrupted | None:
         """The exception to raise instead of failing over, if the stream cannot be resumed."""
-        if not self.emitted:
+        if not self.emitted or self._completed:
             return None
+        block = self._content.open_block()
         if failure.kind in (Kind.CALLER, Kind.UNEXPECTED):
             reason = "the request failed after content was sent"
         elif self.on_interrupt == "raise":
             reason = "the policy says on_interrupt: raise"
-        elif self._open is not None and self._blocks[self._open].type != "text":
-            reason = f"it broke inside a {self._blocks[self._open].type} block, which cannot be resumed"
+        elif block is not None and block.type != "text":
+            reason = f"it broke inside a {block.type} block, which cannot be resumed"
         else:
             return None
         return StreamInterrupted(self.partial_text(), self.snapshot(), attempts, reason)
@@ -140,9 +145,9 @@ class Stitcher:
     # -- the request for an attempt ---------------------------------------------------------------
 
     def request(self, params: Mapping[str, Any], config: ModelConfig) -> dict[str, Any]:
-        if not self.emitted:
+        partial = self.partial_text() if self.emitted else ""
+        if not partial.strip():  # nothing to continue (e.g. only thinking was sent): ask afresh
             return dict(params)
-        partial = self.partial_text()
         messages = list(params.get("messages", ()))
         if resume_method(config) == "prefill":
             messages.append({"role": "assistant", "content": partial.rstrip()})
@@ -152,85 +157,139 @@ class Stitcher:
 
     # -- events -----------------------------------------------------------------------------------
 
-    def feed(self, event: RawMessageStreamEvent) -> list[RawMessageStreamEvent]:
-        """One event of the current attempt in; the events the caller should see out (maybe none)."""
-        if isinstance(event, RawContentBlockDeltaEvent):
-            return self._delta(event)
-        if isinstance(event, RawMessageStartEvent):
-            usage = event.message.usage
-            self._input_tokens += usage.input_tokens or 0
-            self._attempt_out = usage.output_tokens or 0
-            if self._start is None:
-                self._start = event.message
-                self._held.append(event)
+    def feed(self, event: RawMessageStreamEvent) -> Events:
+        """One event of the current attempt in; the events the caller should see out (maybe none).
+
+        Raises WireError(error_type="malformed_stream") for an event that makes no sense where it came."""
+        kind = getattr(event, "type", None)
+        if kind == "content_block_delta":
+            takeover = self._takeover
+            if takeover is None:
+                return self._delta(event)  # type: ignore[arg-type]
+            out = takeover.delta(event)  # type: ignore[arg-type]
+            self._sync_takeover()
+            return out
+        if self._completed:
+            return []  # nothing after message_stop reaches the caller
+        handler = self._HANDLERS.get(kind) if isinstance(kind, str) else None
+        if handler is None:  # ping, or a type added after this code was written: passed through untouched
+            return self._out(event) if isinstance(kind, str) else []
+        return handler(self, event)
+
+    def _delta(self, event: RawContentBlockDeltaEvent) -> Events:
+        content = self._content
+        try:
+            caller = content.index_map[event.index]
+            kind = event.delta.type
+        except (KeyError, TypeError, AttributeError):
+            return self._misplaced(event)
+        block = content.blocks[caller]
+        texts = block.texts
+        if texts is not None and kind == "text_delta":
+            text = event.delta.text  # type: ignore[union-attr]
+            if type(text) is not str:
+                raise malformed("text_delta without a string text")
+            texts.append(text)
+            content.text_len += len(text)
+            if self.emitted:
+                return [event if event.index == caller else event.model_copy(update={"index": caller})]
+            return self._out(reindexed(event, caller))
+        return self._other_delta(event, block, caller, kind)
+
+    def _other_delta(self, event: RawContentBlockDeltaEvent, block: Block, caller: int, kind: str) -> Events:
+        if block.accepts is not None:
+            field = block.accepts.get(kind)
+            if field is not None:
+                block.apply(field, event.delta)
+            elif kind in KNOWN_DELTAS:
+                raise malformed(f"{kind} for a {block.type} block (index {event.index})")
+        return self._out(reindexed(event, caller))  # an unknown kind of delta: passed through
+
+    def _misplaced(self, event: Any) -> Events:
+        """A delta that cannot be placed: after message_stop it is ignored, else the stream is malformed."""
+        if self._completed:
             return []
-        if isinstance(event, RawContentBlockStartEvent):
-            block = event.content_block
-            if self._resuming and event.index == 0 and self._open is not None and block.type == "text":
-                self._index_map[0] = self._open  # the continuation of the block that broke
-                return []
-            caller_index = len(self._blocks)
-            self._index_map[event.index] = caller_index
-            self._blocks.append(_Block(block))
-            self._open = caller_index
-            return self._out(self._reindexed(event, caller_index))
-        if isinstance(event, RawContentBlockStopEvent):
-            flushed = self._flush_hold()
-            caller_index = self._index_map.get(event.index, event.index)
-            self._close_block(caller_index)
-            return [*flushed, *self._out(self._reindexed(event, caller_index))]
-        if isinstance(event, RawMessageDeltaEvent):
-            flushed = self._flush_hold()
-            self._attempt_out = max(self._attempt_out, event.usage.output_tokens or 0)
-            self._updates.update((name, value) for name, value in event.delta if value is not None)
-            return [*flushed, *self._out(event)]
-        if isinstance(event, RawMessageStopEvent):
-            self._completed = True
-            return self._out(event, force=True)
+        index = getattr(event, "index", None)
+        if not isinstance(getattr(getattr(event, "delta", None), "type", None), str):
+            raise malformed(f"content_block_delta without a delta type (index {index!r})")
+        if isinstance(index, int) and index in self._started:
+            raise malformed(f"content_block_delta for block {index} after its content_block_stop")
+        raise malformed(f"content_block_delta for block {index!r}, which never started")
+
+    def _on_message_start(self, event: Any) -> Events:
+        if self._attempt_started or self._started:
+            raise malformed("message_start after " + ("content" if self._started else "message_start"))
+        message = getattr(event, "message", None)
+        if message is None or getattr(message, "usage", None) is None:
+            raise malformed("message_start without a message and its usage")
+        self._attempt_started = True
+        self._tokens.count(message.usage)
+        if self._start is None:
+            self._start = message
+            self._held.append(event)
         return []
 
-    def _delta(self, event: RawContentBlockDeltaEvent) -> list[RawMessageStreamEvent]:
-        caller_index = self._index_map.get(event.index, event.index)
-        delta = event.delta
-        if delta.type == "text_delta":
-            text = delta.text
-            if self._hold is not None:
-                self._hold += text
-                if _may_still_overlap(self._tail, self._hold):
-                    return []
-                return self._flush_hold()
-            self._append_text(caller_index, text)
-            return self._out(self._reindexed(event, caller_index))
-        if caller_index < len(self._blocks):
-            block = self._blocks[caller_index]
-            if delta.type == "input_json_delta":
-                block.grow("partial_json", delta.partial_json)
-            elif delta.type == "thinking_delta":
-                block.grow("thinking", delta.thinking)
-            elif delta.type == "signature_delta":
-                block.done["signature"] = delta.signature
-        return self._out(self._reindexed(event, caller_index))
+    def _on_block_start(self, event: Any) -> Events:
+        index = getattr(event, "index", None)
+        if type(index) is not int or index < 0:
+            raise malformed(f"content_block_start with index {index!r}")
+        if not isinstance(getattr(getattr(event, "content_block", None), "type", None), str):
+            raise malformed(f"content_block_start without a block type (index {index})")
+        if index in self._started:
+            raise malformed(f"content_block_start for block {index}, which already started")
+        self._started.add(index)
+        if self._takeover is not None:
+            out = self._takeover.block_start(event)
+            self._sync_takeover()
+            return out
+        return self._out(self._content.start(event))
 
-    @staticmethod
-    def _reindexed(event: _Indexed, caller_index: int) -> _Indexed:
-        return event if event.index == caller_index else event.model_copy(update={"index": caller_index})
+    def _on_block_stop(self, event: Any) -> Events:
+        index = getattr(event, "index", None)
+        if not isinstance(index, int):
+            raise malformed(f"content_block_stop with index {index!r}")
+        if self._takeover is not None:
+            out = self._takeover.block_stop(index)
+            if out is not None:
+                self._sync_takeover()
+                return out
+        caller = self._content.index_map.pop(index, None)
+        if caller is None:
+            state = "already stopped" if index in self._started else "never started"
+            raise malformed(f"content_block_stop for block {index}, which {state}")
+        self._content.close(caller)
+        return self._out(reindexed(event, caller))
 
-    def _flush_hold(self) -> list[RawMessageStreamEvent]:
-        if self._hold is None or self._open is None:
-            self._hold = None
+    def _on_message_delta(self, event: Any) -> Events:
+        delta = getattr(event, "delta", None)
+        if not isinstance(delta, BaseModel):
+            raise malformed("message_delta without a delta")
+        out = self._end_takeover()
+        usage = getattr(event, "usage", None)
+        if usage is not None:
+            self._tokens.count(usage)
+            event = self._tokens.restated(event, usage)
+        self._updates.update((name, value) for name, value in delta if value is not None)
+        self._attempt_delta = True
+        return [*out, *self._out(event)]
+
+    def _on_message_stop(self, event: Any) -> Events:
+        out = self._end_takeover()
+        self._completed = True
+        return [*out, *self._out(event, force=True)]
+
+    def _end_takeover(self) -> Events:
+        if self._takeover is None:
             return []
-        text = self._hold[_overlap(self._tail, self._hold):]
-        self._hold = None
-        if not text:
-            return []
-        self._append_text(self._open, text)
-        return self._out(
-            RawContentBlockDeltaEvent(
-                type="content_block_delta", index=self._open, delta=TextDelta(type="text_delta", text=text)
-            )
-        )
+        out = self._takeover.end()
+        self._sync_takeover()
+        return out
 
-    def _out(self, event: RawMessageStreamEvent, force: bool = False) -> list[RawMessageStreamEvent]:
+    def _sync_takeover(self) -> None:
+        if self._takeover is not None and self._takeover.done:
+            self._takeover = None
+
+    def _out(self, event: RawMessageStreamEvent, force: bool = False) -> Events:
         if self.emitted:
             return [event]
         if event.type == "content_block_delta" or force:
@@ -240,102 +299,110 @@ class Stitcher:
         self._held.append(event)
         return []
 
-    def _append_text(self, caller_index: int, text: str) -> None:
-        self._blocks[caller_index].grow("text", text)
-        self._text_len += len(text)
-
-    def _close_block(self, caller_index: int) -> None:
-        if caller_index < len(self._blocks):
-            self._blocks[caller_index].close()
-        if self._open == caller_index:
-            self._open = None
-
-    def _open_text(self) -> str:
-        if self._open is None or self._blocks[self._open].type != "text":
-            return ""
-        return self._blocks[self._open].joined("text")
-
     # -- how an attempt ended ---------------------------------------------------------------------
 
-    def finish(self, request_id: str | None = None) -> Message | Failure:
+    def finish(self, request_id: str | None = None) -> Message | Failure | Salvaged:
         """The attempt's stream ended without an exception."""
-        self._output_tokens += self._attempt_out
+        self._end_attempt()
         if not self._completed:
             error = ConnectionError("the stream ended without message_stop")
-            return self._note(Failure(Kind.SERVER_FAILURE, None, "incomplete_stream", request_id, error))
+            failure = Failure(Kind.SERVER_FAILURE, None, "incomplete_stream", request_id, error)
+            return self._salvage(failure, request_id) or self._note(failure)
+        return self._finalize(request_id)
+
+    def failed(self, failure: Failure) -> Failure | Salvaged:
+        """The attempt's stream raised (classified as `failure`)."""
+        self._end_attempt()
+        return self._salvage(failure, failure.request_id) or self._note(failure)
+
+    def closing_events(self) -> Events:
+        """After a Salvaged: the events that end the caller's stream (once; then [])."""
+        out, self._closing = self._closing, []
+        return out
+
+    def _end_attempt(self) -> None:
+        self._tokens.end()
+        if self._takeover is not None:
+            # Text held back to judge whether it repeats what was sent was never sent: it is dropped, so
+            # the message says what the stream said. The next model resumes from the text actually sent.
+            self._takeover.abandon()
+            self._takeover = None
+
+    def _finalize(self, request_id: str | None) -> Message:
         self.final = self.snapshot(final=True)
         if request_id:
             object.__setattr__(self.final, "_request_id", request_id)
         return self.final
 
-    def failed(self, failure: Failure) -> Failure:
-        self._output_tokens += self._attempt_out
-        # Text held back to judge whether it repeats what was sent was never sent: drop it, so the message
-        # says what the stream said. The next model resumes from the text actually sent.
-        self._hold = None
-        return self._note(failure)
+    def _salvage(self, failure: Failure, request_id: str | None) -> Salvaged | None:
+        """The message, if it is complete without resuming: the closing events are queued for the caller."""
+        if not self.emitted:
+            return None
+        if not self._completed:
+            closing = self._closing_for_salvage()
+            if closing is None:
+                return None
+            self._closing, self._completed = closing, True
+        note = f"{self._note_text()}, with its message complete (stop_reason {self._updates.get('stop_reason')})"
+        return Salvaged(self._finalize(request_id), dataclasses.replace(failure, note=note))
+
+    def _closing_for_salvage(self) -> Events | None:
+        content = self._content
+        tool_call = content.has_tool_call()
+        closing: Events = []
+        block = content.open_block()
+        if block is not None:
+            if not (tool_call and block.type == "text" and content.open is not None):
+                return None  # broke inside a block: resume (or StreamInterrupted)
+            closing.append(content.stop(content.open))  # text after a tool call: the call is the answer
+        if tool_call and (closing or not self._attempt_delta):
+            self._updates.update(stop_reason="tool_use", stop_sequence=None)
+            closing.append(self._synthesized_delta())
+        elif not self._attempt_delta:
+            return None  # every block closed, but the message may go on: resume
+        closing.append(RawMessageStopEvent(type="message_stop"))
+        return closing
+
+    def _synthesized_delta(self) -> RawMessageDeltaEvent:
+        totals = self._tokens.totals()
+        usage = MessageDeltaUsage(output_tokens=totals.get("output_tokens", 0), input_tokens=totals.get("input_tokens"),
+                                  cache_creation_input_tokens=totals.get("cache_creation_input_tokens"),
+                                  cache_read_input_tokens=totals.get("cache_read_input_tokens"))
+        return RawMessageDeltaEvent(type="message_delta", delta=Delta(stop_reason="tool_use", stop_sequence=None),
+                                    usage=usage)
+
+    def _note_text(self) -> str:
+        return f"stream broke after {self._content.text_len} chars"
 
     def _note(self, failure: Failure) -> Failure:
         if not self.emitted:
             return failure
-        return dataclasses.replace(failure, note=f"stream broke after {self._text_len} chars")
+        return dataclasses.replace(failure, note=self._note_text())
+
+    # -- the caller's message ---------------------------------------------------------------------
 
     def partial_text(self) -> str:
-        return "".join(b.joined("text") for b in self._blocks if b.type == "text")
+        return self._content.partial_text()
 
     def snapshot(self, final: bool = False) -> Message:
         """The caller's message so far (or in full), with usage summed over every attempt.
 
         Built by copying the SDK's own objects with the streamed fields filled in: nothing is re-validated."""
         start = self._start or _empty_message()
-        tokens = {"input_tokens": self._input_tokens, "output_tokens": self._output_tokens}
-        usage = start.usage.model_copy(update=tokens)
-        content = [b.build() for b in self._blocks if b.type != "tool_use" or "input" in b.done]
-        update = {**self._updates, "content": content, "usage": usage}
+        usage = start.usage.model_copy(update=self._tokens.usage_update())
+        update = {**self._updates, "content": self._content.built(), "usage": usage}
         if not final:
             update["stop_reason"] = None
         return start.model_copy(update=update)
 
 
-class _Block:
-    """One block of the caller's message: the SDK's block from content_block_start, and what streamed in.
-
-    Streamed pieces ("text", "thinking", "partial_json") are kept in lists and joined when read: growing
-    one str per delta would copy it every time (quadratic in a long answer)."""
-
-    __slots__ = ("done", "pieces", "start")
-
-    def __init__(self, start: ContentBlock) -> None:
-        self.start = start
-        self.pieces: dict[str, list[str]] = {}
-        self.done: dict[str, Any] = {}  # fields set whole: a thinking block's signature, a tool call's input
-
-    @property
-    def type(self) -> str:
-        return self.start.type
-
-    def grow(self, field: str, piece: str) -> None:
-        if field in self.pieces:
-            self.pieces[field].append(piece)
-        else:
-            self.pieces[field] = [piece]
-
-    def joined(self, field: str) -> str:
-        """The field as streamed so far: its value at content_block_start, then every delta."""
-        return str(getattr(self.start, field, "") or "") + "".join(self.pieces.get(field, ()))
-
-    def close(self) -> None:
-        """content_block_stop: a tool call's JSON is complete and can be parsed."""
-        if "partial_json" in self.pieces:
-            raw = "".join(self.pieces.pop("partial_json"))
-            try:
-                self.done["input"] = json.loads(raw) if raw else {}
-            except ValueError:
-                self.done["input"] = {}
-
-    def build(self) -> ContentBlock:
-        update = {field: self.joined(field) for field in self.pieces if field != "partial_json"} | self.done
-        return self.start.model_copy(update=update) if update else self.start
+Stitcher._HANDLERS = {
+    "message_start": Stitcher._on_message_start,
+    "content_block_start": Stitcher._on_block_start,
+    "content_block_stop": Stitcher._on_block_stop,
+    "message_delta": Stitcher._on_message_delta,
+    "message_stop": Stitcher._on_message_stop,
+}
 
 
 def _empty_message() -> Message:

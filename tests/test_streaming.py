@@ -174,7 +174,8 @@ async def test_mid_stream_break_resumes_on_the_fallback(
     assert (broke.model, broke.outcome, broke.error_type) == ("primary", Kind.SERVER_FAILURE, ERROR_TYPES[name])
     assert broke.detail == "stream broke after 9 chars"
     assert (resumed.model, resumed.outcome) == ("fallback", Kind.SUCCESS)
-    assert resumed.detail == "resumed at char 9 (continue)"
+    assert resumed.detail.startswith("resumed at char 9 (continue)")
+    assert "takeover continued at char 9" in resumed.detail  # the Stitcher's takeover_note
     assert resumed.request_id and resumed.request_id.startswith("req_fake_")
 
 
