@@ -128,22 +128,18 @@ def test_import_router_does_not_import_litellm_rich_or_yaml() -> None:
     assert out.split() == ["False"] * len(heavy)
 
 
-def _tls_context(client: object) -> object:
-    """The ssl.SSLContext an SDK client's connection pool will use (httpx2/httpcore2 internals)."""
-    return client._client._transport._pool._ssl_context  # type: ignore[attr-defined]
-
-
 def test_clients_are_ready_before_the_first_call_and_share_one_tls_context(make_router) -> None:
     # A model's first call (often a failover, when things are already slow) must not pay for building
     # SDK clients; building a TLS context reads the CA store, so every client shares one.
+    from router.providers import anthropic as provider_module
+
     r = make_router(models=("primary", "fallback", "third"))
     providers = [t.provider for t in r._current.targets.values()]
-    clients = [c for p in providers for c in (p._sync, p._async)]
-    assert all(c is not None for c in clients)
-    contexts = {id(_tls_context(c)) for c in clients}
-    assert len(contexts) == 1
-    assert isinstance(_tls_context(clients[0]), ssl.SSLContext)
-    assert _tls_context(clients[0]).verify_mode == ssl.CERT_REQUIRED  # the SDK's default verification, kept
+    assert all(p._sync is not None and p._spare is not None for p in providers)  # sync, and async for a loop
+    assert provider_module._tls.cache_info().currsize == 1  # one context, built once, for all six clients
+    context = provider_module._tls()
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED  # the SDK's default verification, kept
 
 
 def test_validate_command(tmp_path) -> None:

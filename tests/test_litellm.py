@@ -150,7 +150,7 @@ def test_connection_refused_through_litellm(fake_server: FakeServer, clock) -> N
 
 def test_openai_side_400_is_raised_at_once(fake_server: FakeServer, mixed) -> None:
     fake_server.plan("claude-primary", default=Fault.status(500))
-    fake_server.plan("gpt-fallback", [Fault.status(400, message="context length exceeded")])
+    fake_server.plan("gpt-fallback", [Fault.status(400, message="Invalid value for tool_choice")])
     r = mixed()
     with pytest.raises(litellm.BadRequestError):
         r.complete(messages=USER, max_tokens=8, route="gpt_only")
