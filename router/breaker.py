@@ -1,6 +1,6 @@
 """Per-model circuit breakers: pybreaker holds state and counters, an admission layer decides who may call.
 
-Transitions (DESIGN §3), all decided under a short per-model lock that is never held across I/O:
+Transitions, all decided under a short per-model lock that is never held across I/O:
 
     closed    --counted failure, count reaches threshold-->  open (wait = reset_timeout)
     closed    --success-->                                   closed (count = 0)
@@ -8,6 +8,8 @@ Transitions (DESIGN §3), all decided under a short per-model lock that is never
     half_open --probe success-->                             closed (count = 0, wait = reset_timeout)
     half_open --probe failure or lease expiry-->             open (wait doubled, capped at max_reset_timeout)
     half_open --probe neutral (400, cancelled)-->            half_open, lease released for the next asker
+    any state --cooling (a 429's retry-after) until T-->     nobody is admitted before T: no call, no probe lease
+    any state --reset() (operator)-->                        closed (count = 0, cooldown and lease cleared)
 
 Results of calls admitted while closed that land after the breaker opened are ignored.
 """
@@ -82,6 +84,10 @@ class BreakerStore(Protocol):
         ...
 
     def cool_down(self, alias: str, until: float) -> None: ...
+
+    def reset(self, alias: str) -> None:
+        """Operator action: close the breaker, zero its count, end any cooldown and probe lease."""
+        ...
 
     def info(self, alias: str, now: float) -> BreakerInfo: ...
 
@@ -177,11 +183,9 @@ class MemoryStore:
         slot = self._slots.get(alias)
         if slot is None:  # removed from the policy by a reload while this request was on its way
             return Admission.OPEN
-        state = slot.storage.state
-        if state == pybreaker.STATE_CLOSED:
-            if slot.cooling_until is not None and now < slot.cooling_until:
-                return Admission.COOLING
-            return Admission.PERMIT
+        cooling = slot.cooling_until is not None and now < slot.cooling_until
+        if slot.storage.state == pybreaker.STATE_CLOSED:
+            return Admission.COOLING if cooling else Admission.PERMIT
         transition: tuple[str, str] | None = None
         decision: Admission | Lease
         with slot.lock:
@@ -197,6 +201,8 @@ class MemoryStore:
                 slot.reopen_after_failed_probe(now)
                 transition = ("half_open", "open")
                 decision = Admission.OPEN
+            elif cooling:
+                decision = Admission.COOLING  # a model that asked us to wait is not probed either
             else:
                 if state == "open":
                     slot.breaker.half_open()
@@ -206,7 +212,7 @@ class MemoryStore:
                 decision = Lease(slot.lease)
         if transition:
             self._emit(alias, *transition)
-        if decision is Admission.PERMIT and slot.cooling_until is not None and now < slot.cooling_until:
+        if decision is Admission.PERMIT and cooling:
             return Admission.COOLING
         return decision
 
@@ -263,6 +269,16 @@ class MemoryStore:
         with slot.lock:
             if slot.cooling_until is None or until > slot.cooling_until:
                 slot.cooling_until = until
+
+    def reset(self, alias: str) -> None:
+        slot = self._slot(alias)
+        with slot.lock:
+            old = slot.state
+            slot.cooling_until = None
+            slot.close()
+            slot.storage.reset_counter()
+        if old != "closed":
+            self._emit(alias, old, "closed")
 
     def info(self, alias: str, now: float) -> BreakerInfo:
         slot = self._slot(alias)

@@ -149,20 +149,32 @@ class Router:
 
     # -- state ------------------------------------------------------------------------------------
 
+    def reset(self, alias: str) -> None:
+        """Operator action: close `alias`'s breaker, zero its failure count, and end any cooldown a
+        retry-after imposed (e.g. after a provider sent an absurd one)."""
+        if alias not in self._current.policy.models:
+            raise KeyError(f"no model {alias!r} in the policy; models: {', '.join(self._current.policy.models)}")
+        self._store.reset(alias)
+
     def breakers(self) -> dict[str, BreakerInfo]:
         """The state of every model's breaker: {alias: BreakerInfo}."""
         now = self._clock()
         return {alias: self._store.info(alias, now) for alias in self._current.policy.models}
 
     def reload(self) -> Policy:
-        """Re-read the policy file now. A bad file raises PolicyError and the running policy stays."""
-        source = self._current.policy.source
+        """Re-read the policy file now. A bad file raises PolicyError and the running policy stays.
+
+        The file is read with the environment the running policy was loaded with (`load_policy(path,
+        env=...)`'s mapping, else os.environ as it is now)."""
+        running = self._current.policy
+        source = running.source
+        stamp = self._stamp()  # before reading: an edit saved during the read makes the next check reload
         if not os.path.isfile(source):
             raise PolicyError(f"cannot reload: {source!r} is not a file", file=source)
-        policy = load_policy(source)
+        policy = load_policy(source, env=running.env)
         with self._lock:
             self._current = self._build(policy, self._current)
-            self._file_stamp = self._stamp()
+            self._file_stamp = stamp
         log.info("policy reloaded from %s: %d models, %d routes", source, len(policy.models), len(policy.routes))
         return policy
 
@@ -174,18 +186,23 @@ class Router:
                 self._check_file()
         return self._current
 
-    def _stamp(self) -> tuple[int, int] | None:
+    def _stamp(self) -> tuple[int, int, int] | None:
         if self._watch_path is None:
             return None
         try:
             st = os.stat(self._watch_path)
         except OSError:
             return None
-        return (st.st_mtime_ns, st.st_size)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)  # the inode too: editors save by renaming a new file
 
     def _check_file(self) -> None:
         stamp = self._stamp()
-        if stamp is None or stamp == self._file_stamp:
+        if stamp == self._file_stamp:
+            return
+        if stamp is None:
+            self._file_stamp = None  # say it once; a file that comes back is loaded
+            log.warning("policy file %s was deleted or cannot be read; keeping the running policy",
+                        self._watch_path)
             return
         try:
             self.reload()

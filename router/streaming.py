@@ -14,8 +14,9 @@ from typing import Any
 from anthropic.types import RawMessageStreamEvent
 
 from . import engine
+from .budget import CURRENT, Budget, restore
 from .record import RoutedMessage
-from .stream_state import Stitcher
+from .stream_state import Salvaged, Stitcher
 
 
 def _events(
@@ -30,15 +31,20 @@ def _events(
                 reply = None
                 continue
             provider = command.target.provider
+            budget = engine.budget_for(command)
+            token = CURRENT.set(budget)
             try:
-                deadline = time.monotonic() + command.timeout
                 with provider.stream(stitcher.request(params, command.target.config), command.timeout) as events:
                     for event in events:
-                        _check(deadline)
+                        _progress(budget, event)
                         yield from stitcher.feed(event)
-                reply = stitcher.finish(_request_id(events))
+                reply = stitcher.finish(budget.request_id)
             except Exception as exc:
-                reply = stitcher.failed(provider.classify(exc))
+                reply = stitcher.failed(engine.with_wire_facts(provider.classify(exc), budget, command))
+            finally:
+                restore(token)
+            if isinstance(reply, Salvaged):
+                yield from stitcher.closing_events()
     except StopIteration as stop:
         stitcher.final = stop.value
     finally:
@@ -57,34 +63,36 @@ async def _aevents(
                 reply = None
                 continue
             provider = command.target.provider
+            budget = engine.budget_for(command)
+            token = CURRENT.set(budget)
             try:
                 request = stitcher.request(params, command.target.config)
-                deadline = time.monotonic() + command.timeout
                 async with provider.astream(request, command.timeout) as events:
                     async for event in events:
-                        _check(deadline)
+                        _progress(budget, event)
                         for out in stitcher.feed(event):
                             yield out
-                reply = stitcher.finish(_request_id(events))
+                reply = stitcher.finish(budget.request_id)
             except Exception as exc:
-                reply = stitcher.failed(provider.classify(exc))
+                reply = stitcher.failed(engine.with_wire_facts(provider.classify(exc), budget, command))
+            finally:
+                restore(token)
+            if isinstance(reply, Salvaged):
+                for out in stitcher.closing_events():
+                    yield out
     except StopIteration as stop:
         stitcher.final = stop.value
     finally:
         steps.close()
 
 
-def _check(deadline: float) -> None:
-    # stream_idle bounds each wait; this bounds the whole attempt (its share of the request's timeout=
-    # and of the model's timeout.total), so a slow but steady stream cannot run on past it.
-    if time.monotonic() > deadline:
-        raise TimeoutError("the stream outlived its time budget")
-
-
-def _request_id(events: object) -> str | None:
-    """The provider's request id for a stream (the SDK's Stream keeps its HTTP response)."""
-    headers = getattr(getattr(events, "response", None), "headers", None)
-    return headers.get("request-id") if headers is not None else None
+def _progress(budget: Budget, event: RawMessageStreamEvent) -> None:
+    # The sockets of Anthropic models already end by the budget; this also bounds providers whose
+    # sockets the router does not own, and lifts the first-token limit once content arrives.
+    budget.until_head = None  # an event came: the head came before it
+    if budget.until_content is not None and getattr(event, "type", None) == "content_block_delta":
+        budget.content_started()
+    budget.check()
 
 
 def _text_of(event: RawMessageStreamEvent) -> str | None:

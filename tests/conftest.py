@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,6 +13,9 @@ from router import Router, parse_policy
 from router.testing import FakeServer
 
 pytest_plugins = ["router.testing.pytest_plugin"]
+
+# Test modules import litellm directly; offline, its import would retry fetching its cost map for seconds.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 # Distinct, realistic-looking keys per model, so tests can check none of them leaks anywhere.
 KEYS = {

@@ -97,10 +97,9 @@ class Reference:
 
     def admit(self, now: float, ttl: float, number: int) -> Admission | str:
         """An Admission, or "lease" when the asker (ticket `number`) becomes the probe."""
+        cooling = self.cooling_until is not None and now < self.cooling_until
         if self.state == "closed":
-            if self.cooling_until is not None and now < self.cooling_until:
-                return Admission.COOLING
-            return Admission.PERMIT
+            return Admission.COOLING if cooling else Admission.PERMIT
         assert self.retry_at is not None
         if now < self.retry_at:
             return Admission.OPEN
@@ -109,6 +108,8 @@ class Reference:
         if self.lease_until is not None:
             self._reopen(now)  # the probe never reported within its lease: a hung probe is a failure
             return Admission.OPEN
+        if cooling:
+            return Admission.COOLING  # a model that asked us to wait is not probed either
         if self.state == "open":
             self._move("half_open")
         self.lease_until = now + ttl
