@@ -167,8 +167,8 @@ async def measure_memory(settings: Settings) -> tuple[list[list[str]], list[list
     _, control = memory_clients(MEMORY_LATENCY)
     r = _router(MEMORY_URL)
     provider: Any = r._current.targets["primary"].provider  # benchmark-only: swap in the in-memory client
-    await provider._async.close()
-    _, provider._async = memory_clients(MEMORY_LATENCY)
+    await provider.aclose()  # the async client is taken per event loop: the spare goes to this loop
+    _, provider._spare = memory_clients(MEMORY_LATENCY)
     try:
         contenders = _ours(direct, control, r)
         timed = await compare(contenders, settings)
