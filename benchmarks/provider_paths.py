@@ -5,7 +5,9 @@ Run: python -m benchmarks.provider_paths [--calls N]
   same fake endpoint (the router's side includes the Anthropic <-> OpenAI translation both ways);
 - the cold start of the first litellm call in a fresh process (import included) vs the second call;
 - a stream cut after two deltas and resumed on the fallback: the gap between the last delta before the
-  cut and the first delta after it, next to the fallback's own time to first token.
+  cut and the first delta after it, next to the fallback's own time to first token;
+- the same gap for a fallback that continues, restarts, or restarts after a preamble (what holding its
+  text back until it is known to be new costs at a takeover).
 Uses an in-process fake server (the gaps measured are milliseconds; the server's thread is idle while
 the client waits). Figures only; nothing is asserted.
 """
@@ -123,6 +125,53 @@ def resume_gap(server: FakeServer, r: Router, calls: int) -> list[str]:
     ]
 
 
+_ANSWER = ("The river ran quiet under the old stone bridge while the town slept, and a single lamp burned "
+           "in the baker's window long after midnight, because the bread for the wedding had to be ready by "
+           "dawn and nobody else in the valley knew how to make it rise in that damp autumn air.")
+_TAKEOVERS = {
+    "continues": lambda sent, rest: rest,
+    "restarts": lambda sent, rest: sent + rest,
+    "restarts after a preamble": lambda sent, rest: "Sure, here it is again: " + sent + rest,
+}
+
+
+def takeover_gaps(server: FakeServer, r: Router, calls: int) -> list[str]:
+    """The delay a takeover adds while its text is held back, for each way a fallback takes over: the gap
+    between the caller's last delta before the cut and its first delta after, minus the fallback's own
+    time to first token for the same stream (measured with the SDK directly, interleaved)."""
+    from router.testing.faults import split_words
+
+    words = split_words(_ANSWER)
+    sent, rest = "".join(words[:10]), "".join(words[10:])
+    client = anthropic.Anthropic(base_url=server.url, api_key="k", max_retries=0)
+    rows = []
+    for name, takeover in _TAKEOVERS.items():
+        deltas = split_words(takeover(sent, rest))
+        ttft, gaps = [], []
+        for _ in range(calls):
+            server.plan("claude-fallback", [Fault.ok(deltas=deltas)])
+            t0 = time.perf_counter()
+            with client.messages.stream(model="claude-fallback", messages=USER, max_tokens=16) as s:
+                for _text in s.text_stream:
+                    ttft.append(time.perf_counter() - t0)
+                    break
+            server.plan("claude-primary", [Fault.stream_cut(after=10, deltas=words)])
+            server.plan("claude-fallback", [Fault.ok(deltas=deltas)])
+            stamps, texts = [], []
+            with r.stream(messages=USER, max_tokens=16, route="streamed") as s:
+                for text in s.text_stream:
+                    stamps.append(time.perf_counter())
+                    texts.append(text)
+            assert "".join(texts) == _ANSWER, "the takeover was not stitched into the one answer"
+            gaps.append(stamps[10] - stamps[9])
+            r._store.forget("primary")  # our own state: keep the primary's breaker closed between rounds
+            r._store.configure("primary", r.policy.models["primary"].breaker)
+        rows.append(f"| takeover that {name}: gap over the fallback's own TTFT ({us(ttft):,.0f} µs), p50 | "
+                    f"{us(gaps) - us(ttft):+,.0f} µs |")
+    client.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=400)
@@ -131,6 +180,7 @@ def main() -> None:
         r = Router(parse_policy(policy(server.url), env={"K": "k"}))
         rows = asyncio.run(litellm_overhead(server, r, args.calls))
         rows += resume_gap(server, r, max(50, args.calls // 4))
+        rows += takeover_gaps(server, r, max(50, args.calls // 4))
         rows += cold_start(server.url)
         r.close()
     print("| figure | value |")

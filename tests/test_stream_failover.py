@@ -131,3 +131,29 @@ async def test_an_unknown_event_after_content_changes_nothing(fake_server, r3, m
     text, final = await collect(r3, mode)
     assert text == _final_text(final) == ANSWER
     assert [a.model for a in final.routing.attempts] == ["primary"]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_litellm_streams_report_the_same_usage_as_complete(fake_server, mode) -> None:
+    url = fake_server.url
+    policy = textwrap.dedent(f"""
+    version: 1
+    defaults:
+      retry: {{attempts: 1}}
+      timeout: {{connect: 2s, read: 10s, total: 60s, first_byte: 60s, first_token: 60s}}
+    models:
+      gpt: {{provider: litellm, model: openai/gpt-usage, base_url: "{url}/v1", api_key: "${{KEY_PRIMARY}}"}}
+    routes:
+      default: [gpt]
+    """)
+    fake_server.plan("gpt-usage", [], default=Fault.ok(deltas=["Hi", " there"], input_tokens=21, output_tokens=5))
+    r = Router(parse_policy(policy, env=KEYS))
+    try:
+        whole = r.complete(messages=USER, max_tokens=32) if mode == "sync" else await r.acomplete(
+            messages=USER, max_tokens=32)
+        text, streamed = await collect(r, mode)
+    finally:
+        await r.aclose()
+    assert text == "Hi there"
+    assert (streamed.usage.input_tokens, streamed.usage.output_tokens) == (
+        whole.usage.input_tokens, whole.usage.output_tokens) == (21, 5)
