@@ -22,6 +22,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -128,7 +129,7 @@ def resume_gap(server: FakeServer, r: Router, calls: int) -> list[str]:
 _ANSWER = ("The river ran quiet under the old stone bridge while the town slept, and a single lamp burned "
            "in the baker's window long after midnight, because the bread for the wedding had to be ready by "
            "dawn and nobody else in the valley knew how to make it rise in that damp autumn air.")
-_TAKEOVERS = {
+_TAKEOVERS: dict[str, Callable[[str, str], str]] = {
     "continues": lambda sent, rest: rest,
     "restarts": lambda sent, rest: sent + rest,
     "restarts after a preamble": lambda sent, rest: "Sure, here it is again: " + sent + rest,
