@@ -25,7 +25,7 @@ from router.testing import FakeServer
 
 StreamInterrupted: type[BaseException] | None = getattr(router, "StreamInterrupted", None)
 
-# Statuses the router never hands to the caller: they are classified and failed over (DESIGN §4).
+# Statuses the router never hands to the caller: they are classified and failed over.
 _NEVER_RAISED = frozenset({401, 402, 403, 408, 409, 429})
 _CALLER_TYPES = frozenset({"invalid_request_error", "not_found_error", "request_too_large"})
 

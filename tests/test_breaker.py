@@ -1,4 +1,4 @@
-"""The breaker state machine (DESIGN §3), driven with an injected clock: no sleeps, no network."""
+"""The breaker state machine, driven with an injected clock: no sleeps, no network."""
 
 from __future__ import annotations
 

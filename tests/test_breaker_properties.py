@@ -1,4 +1,4 @@
-"""Property-based tests of the breaker store (DESIGN §3): hypothesis state machines against a reference model.
+"""Property-based tests of the breaker store: hypothesis state machines against a reference model.
 
 The store is driven through its public protocol with an injected clock (plain floats, in steps of 1/4 s
 so every sum is exact). Callers hold "tickets": an admission that was PERMIT or a probe `Lease` and has
@@ -59,7 +59,7 @@ class Ticket:
 
 @dataclass
 class Reference:
-    """The breaker of DESIGN §3 as the store documents it, in the simplest code that says so."""
+    """The breaker as the store documents it (breaker.py), in the simplest code that says so."""
 
     config: BreakerConfig
     state: str = "closed"

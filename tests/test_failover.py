@@ -1,4 +1,4 @@
-"""Failover through the real anthropic SDK over real HTTP to the fake server (DESIGN §3 and §4)."""
+"""Failover through the real anthropic SDK over real HTTP to the fake server."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from router.policy import (
 
 SECRET = "sk-ant-api03-very-secret-value"
 
-# DESIGN.md §2, verbatim.
+# The policy format's reference example (version 1), verbatim.
 DESIGN_EXAMPLE = """\
 version: 1
 defaults:

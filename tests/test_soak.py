@@ -322,7 +322,7 @@ def test_a_stream_does_not_outlive_its_timeout(fake_server: FakeServer) -> None:
 
 async def test_every_answered_attempt_records_its_request_id(fake_server: FakeServer) -> None:
     """The soak matches attempts to requests; the request id is how an operator does the same with the
-    provider ("every attempt records its request id", DESIGN §4). The fake server sends `request-id` on
+    provider ("every attempt records its request id"). The fake server sends `request-id` on
     every response, so every successful attempt, streamed or not, must carry it."""
     r = Router(parse_policy(policy(fake_server.url), env=KEYS))
     try:

@@ -499,8 +499,10 @@ def _sse(wire: Wire, end: str = "done") -> Fault:
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("behaviour", ["continue", "restart", "preamble"])
-async def test_e2e_cut_inside_text(fake_server: FakeServer, erouter: Router, behaviour: str, mode: str) -> None:
-    sent = 72
+@pytest.mark.parametrize("sent", [10, 45, 72, 500])
+async def test_e2e_cut_inside_text(
+    fake_server: FakeServer, erouter: Router, behaviour: str, mode: str, sent: int
+) -> None:
     pieces = [*_words(ANSWER[:sent]), *_words(ANSWER[sent:])]
     fake_server.plan(PRIMARY, [_sse(cut_after(anthropic_events(pieces, model=PRIMARY), sent), "cut")])
     takeover = takeover_text(behaviour, ANSWER[:sent], ANSWER)
@@ -594,3 +596,55 @@ async def test_e2e_usage_through_litellm_counts_input_tokens(fake_server: FakeSe
         await r.aclose()
     assert "".join(parts) == "Hi there"
     assert (final.usage.input_tokens, final.usage.output_tokens) == (21, 5)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("inside", ["tool_use", "thinking"])
+async def test_e2e_cut_inside_tool_use_or_thinking_after_content(
+    fake_server: FakeServer, erouter: Router, inside: str, mode: str
+) -> None:
+    # Text reached the caller, then the stream broke inside a block that cannot be resumed: one clear
+    # error with what was received, and no tool call made twice (none is made at all).
+    if inside == "tool_use":
+        wire = anthropic_events("Let me check.", tool_use=("get_weather", {"city": "Paris"}), model=PRIMARY)
+        cut = upto(wire, "content_block_delta", len([e for e in wire if e[0] == "content_block_delta"]) - 1)
+    else:
+        wire = anthropic_events("", text_blocks=["Let me check."], model=PRIMARY)
+        thinking = anthropic_events("", thinking="Considering the weather in Paris.", model=PRIMARY)
+        cut = [*upto(wire, "content_block_stop"), *[(n, {**d, "index": 1}) if "index" in d else (n, d)
+                                                    for n, d in thinking[1:3]]]
+    fake_server.plan(PRIMARY, [_sse(cut, "cut")])
+    fake_server.plan(FALLBACK, [_sse(anthropic_events("NEVER", model=FALLBACK))])
+    with pytest.raises(StreamInterrupted) as info:
+        await stream_all(erouter, mode)
+    assert info.value.partial_text == "Let me check."
+    assert tool_calls(info.value.partial_message) == []
+    assert fake_server.count(FALLBACK) == 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("behaviour", ["continue", "restart", "preamble"])
+async def test_e2e_takeover_through_litellm(fake_server: FakeServer, clock: Any, behaviour: str, mode: str) -> None:
+    sent = 72
+    url = fake_server.url
+    policy = textwrap.dedent(f"""
+    version: 1
+    defaults:
+      retry: {{attempts: 1}}
+      timeout: {{connect: 2s, read: 10s, total: 60s, stream_idle: 2s, first_byte: 60s, first_token: 60s}}
+    models:
+      primary: {{provider: anthropic, model: {PRIMARY}, base_url: "{url}", api_key: "${{KEY_PRIMARY}}"}}
+      gpt:     {{provider: litellm, model: openai/gpt-takeover, base_url: "{url}/v1", api_key: "${{KEY_FALLBACK}}"}}
+    routes:
+      default: [primary, gpt]
+    """)
+    pieces = [*_words(ANSWER[:sent]), *_words(ANSWER[sent:])]
+    fake_server.plan(PRIMARY, [_sse(cut_after(anthropic_events(pieces, model=PRIMARY), sent), "cut")])
+    fake_server.plan("gpt-takeover", [Fault.ok(deltas=_words(takeover_text(behaviour, ANSWER[:sent], ANSWER)))])
+    r = Router(parse_policy(policy, env=KEYS), clock=clock)
+    try:
+        _, parts, final = await stream_all(r, mode)
+    finally:
+        await r.aclose()
+    assert "".join(parts) == message_text(final) == ANSWER
+    assert [a.model for a in final.routing.attempts] == ["primary", "gpt"]  # type: ignore[attr-defined]
