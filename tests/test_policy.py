@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import router._build as policy_build
+import router.policy.build as policy_build
 from router.policy import (
     BackoffConfig,
     BreakerConfig,

@@ -1,30 +1,30 @@
-"""Reading a policy: YAML text to a validated Policy, with file:line:key errors (imported on first load)."""
+"""Building the Policy from the checked YAML tree: defaults merged into models, cross-key checks, warnings."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from router._schema import MERGED, TOP, Given, check_version, merge, read_section
-from router._values import Fatal, Findings, Problem, TooMany, format_seconds, suggest
-from router._yamlnodes import MAX_BYTES, MAX_DEPTH, Map, Node, Scalar, describe, read
-from router.policy import (
+from .durations import format_seconds
+from .model import (
     KNOWN_ERROR_TYPES,
     BackoffConfig,
     BreakerConfig,
     ModelConfig,
     Policy,
-    PolicyError,
     RetryConfig,
-    Route,
     Secret,
     StreamingConfig,
     TimeoutConfig,
     empty_mapping,
 )
+from .problems import Fatal, Findings, Problem, suggest
+from .routes import expand_routes
+from .schema import MERGED, TOP, Given, check_version, merge, read_section
+from .yaml_nodes import Map, Node, Scalar, describe
 
 
 def _litellm_available() -> bool:
@@ -33,64 +33,6 @@ def _litellm_available() -> bool:
     except (ImportError, ValueError):
         return False
 
-
-def load(path: str | os.PathLike[str], env: Mapping[str, str] | None) -> tuple[Policy, list[str]]:
-    """Read and validate a policy file: the Policy and the warnings to emit."""
-    try:
-        name = os.fspath(path)
-    except TypeError:
-        raise PolicyError(f"a policy path must be a str or path, not {type(path).__name__}") from None
-    file = name if isinstance(name, str) else os.fsdecode(name)
-    try:
-        with open(name, "rb") as handle:
-            data = handle.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise PolicyError("no such policy file", file) from None
-    except (OSError, ValueError) as e:
-        raise PolicyError(f"cannot read the policy file: {getattr(e, 'strerror', None) or e}", file) from None
-    if len(data) > MAX_BYTES:
-        raise PolicyError(f"the policy is larger than {MAX_BYTES // 1024} KiB", file)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise PolicyError(f"not UTF-8 text (binary data at byte {e.start}?)", file, line) from None
-    return parse(text, file, env)
-
-
-def parse(text: str, file: str, env: Mapping[str, str] | None) -> tuple[Policy, list[str]]:
-    """Validate policy text: the Policy and the warnings to emit, or one PolicyError for all its problems."""
-    found = Findings(file)
-    policy: Policy | None = None
-    truncated = False
-    try:
-        if not isinstance(text, str):
-            raise Problem(f"the policy text must be a str, not {type(text).__name__}", None)
-        policy = _build(read(text, os.environ if env is None else env, found), found, env)
-    except TooMany:
-        truncated = True
-    except Fatal as p:
-        found.problems[:] = [p]
-    except Problem as p:  # a problem after which nothing more can be read (a syntax error, a bomb, ...)
-        found.problems.append(p)
-    except Exception as e:  # the contract is PolicyError only; keep the cause for debugging
-        name = type(e).__name__
-        raise PolicyError(f"internal error while reading the policy ({name}); please report it", file) from e
-    if found.problems or policy is None:
-        # raised outside the except blocks: no Problem rides along as the error's __context__
-        raise _error(found.problems, file, truncated)
-    return policy, found.notes
-
-
-def _error(problems: list[Problem], file: str, truncated: bool) -> PolicyError:
-    ordered = sorted(problems, key=lambda p: 0 if p.line is None else p.line)  # stable: same line, found order
-    errors = [PolicyError(p.message, file, p.line, p.key, p.suggestion) for p in ordered]
-    if not errors:  # not reached: a build without problems makes a policy
-        errors = [PolicyError("internal error while reading the policy (no problem recorded); please report it", file)]
-    return PolicyError.of(errors, truncated=truncated)
-
-
-# ---- building the Policy ----
 
 _NO_DEFAULT_ROUTE = (
     "no route named 'default': complete()/stream() without route= will raise UnknownRoute; "
@@ -120,7 +62,7 @@ def _top(root: Node | None) -> Map | None:
     return root
 
 
-def _build(root: Node | None, found: Findings, env: Mapping[str, str] | None) -> Policy | None:
+def build_policy(root: Node | None, found: Findings, env: Mapping[str, str] | None) -> Policy | None:
     """The Policy, or None when `found` has problems."""
     node = _top(root)
     if node is None:
@@ -137,7 +79,7 @@ def _build(root: Node | None, found: Findings, env: Mapping[str, str] | None) ->
         config = _model(alias, model, defaults, found, lookup)
         if config is not None:
             models[alias] = config
-    routes = _routes(top["routes"].value, aliases, found) if "routes" in top else {}
+    routes = expand_routes(top["routes"].value, aliases, found) if "routes" in top else {}
     if "routes" in top and top["routes"].value and "default" not in top["routes"].value:
         found.warn(_NO_DEFAULT_ROUTE, top["routes"].line, "routes")
     streaming = StreamingConfig(**_leaves(top.get("streaming")))
@@ -258,60 +200,3 @@ def _check_error_types(outcomes: Given | None, found: Findings) -> None:
         hint = suggest(name, KNOWN_ERROR_TYPES)
         if not name.isdigit() and name not in KNOWN_ERROR_TYPES and hint:
             found.warn(f"'{name}' is not an Anthropic error type (did you mean '{hint}'?)", g.line, g.key)
-
-
-def _routes(given: dict[str, Given], aliases: frozenset[str] | None, found: Findings) -> dict[str, Route]:
-    """The routes, expanded; `aliases` None: the models are unreadable, so entries are not checked."""
-    for name, g in given.items():
-        if aliases is not None and name in aliases:
-            found.add(Problem(f"'{name}' is both a model alias and a route name; rename one", g.line, g.key))
-    done: dict[str, tuple[str, ...]] = {}
-
-    def expand(name: str, stack: tuple[str, ...]) -> tuple[str, ...]:
-        if name not in done:  # a route with a problem expands to what is known of it
-            done[name] = _expand(name, stack, given, aliases, found, expand)
-        return done[name]
-
-    return {name: Route(name, expand(name, ()), g.line) for name, g in given.items()}
-
-
-Expand = Callable[[str, tuple[str, ...]], tuple[str, ...]]
-
-
-def _expand(
-    name: str, stack: tuple[str, ...], given: dict[str, Given], aliases: frozenset[str] | None, found: Findings,
-    expand: Expand,
-) -> tuple[str, ...]:
-    route = given[name]
-    if route.value is None:  # unreadable, reported already
-        return ()
-    if len(stack) >= MAX_DEPTH:
-        found.add(Problem(f"routes nest more than {MAX_DEPTH} levels deep", route.line, route.key))
-        return ()
-    if not route.value:
-        found.add(Problem(f"route '{name}' is empty; list at least one model", route.line, route.key))
-        return ()
-    chain: list[str] = []
-    seen: set[str] = set()  # a set beside the list: membership tests stay O(1) for long chains
-    for entry in route.value:
-        if (aliases is not None and entry.name in aliases) or (aliases is None and entry.name not in given):
-            names: tuple[str, ...] = (entry.name,)
-        elif entry.name in given:
-            path = (*stack, name)
-            if entry.name in path:
-                cycle = " -> ".join((*path[path.index(entry.name) :], entry.name))
-                found.add(Problem(f"route cycle: {cycle}", entry.line, entry.key))
-                continue
-            names = expand(entry.name, path)
-        else:
-            hint = suggest(entry.name, [*aliases, *given] if aliases else given)
-            found.add(Problem(f"unknown model or route '{entry.name}'", entry.line, entry.key, hint))
-            continue
-        for alias in names:
-            if alias in seen:
-                via = f" (via route '{entry.name}')" if entry.name != alias else ""
-                found.add(Problem(f"model '{alias}' appears twice in route '{name}'{via}", entry.line, entry.key))
-                continue
-            chain.append(alias)
-            seen.add(alias)
-    return tuple(chain)

@@ -1,32 +1,12 @@
-"""The failover policy (version 1): its dataclasses, errors, and load_policy/parse_policy."""
+"""The policy as data: the frozen dataclasses a loaded policy is made of, and the values its keys allow."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
-
-__all__ = [
-    "OUTCOME_CLASSES",
-    "PROVIDERS",
-    "BackoffConfig",
-    "BreakerConfig",
-    "ModelConfig",
-    "Policy",
-    "PolicyError",
-    "PolicyWarning",
-    "RetryConfig",
-    "Route",
-    "Secret",
-    "StreamingConfig",
-    "TimeoutConfig",
-    "load_policy",
-    "parse_policy",
-]
 
 PROVIDERS = ("anthropic", "litellm")
 RESUME_METHODS = ("prefill", "continue", "restart")
@@ -142,88 +122,3 @@ class Policy:
     # The env mapping the policy was loaded with (the caller's own object, for reloads); None: os.environ.
     # It may hold secrets: never in repr, and not part of equality.
     env: Mapping[str, str] | None = field(default=None, repr=False, compare=False, hash=False)
-
-
-class PolicyError(ValueError):
-    """A bad policy; str() is one line: "file:line: key: what to fix (did you mean 'x'?)".
-
-    Its own fields describe the first problem of the file; `problems` holds every problem found, in file
-    order, this error first; `report()` gives them one per line.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        file: str = "<string>",
-        line: int | None = None,
-        key: str | None = None,
-        suggestion: str | None = None,
-    ):
-        super().__init__(message, file, line, key, suggestion)
-        self.message = message
-        self.file = file
-        self.line = line
-        self.key = key
-        self.suggestion = suggestion
-        self.truncated = False  # the loader stopped looking after MAX_PROBLEMS problems
-        self._more: tuple[PolicyError, ...] = ()
-
-    @classmethod
-    def of(cls, errors: Sequence[PolicyError], *, truncated: bool = False) -> PolicyError:
-        """One error for several problems: the first one's fields, all of them in `problems`."""
-        if not errors:
-            raise ValueError("PolicyError.of needs at least one error")
-        first = errors[0]
-        error = cls(first.message, first.file, first.line, first.key, first.suggestion)
-        error._more = tuple(errors[1:])
-        error.truncated = truncated
-        return error
-
-    @property
-    def problems(self) -> tuple[PolicyError, ...]:
-        """Every problem found, in file order; the first is this error itself."""
-        return (self, *self._more)
-
-    def report(self) -> str:
-        """All problems, one per line (the last line says so when the loader stopped early)."""
-        lines = [str(problem) for problem in self.problems]
-        if self.truncated:
-            lines.append(f"{self.file}: stopped after {len(lines)} problems; fix these and load it again")
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        text = self.file + (f":{self.line}" if self.line is not None else "") + ": "
-        text += (f"{self.key}: " if self.key else "") + self.message
-        if self.suggestion:
-            text += f" (did you mean '{self.suggestion}'?)"
-        return text.replace("\r", "\\r").replace("\n", "\\n")
-
-
-class PolicyWarning(UserWarning):
-    """Something in a policy that works but should be fixed (e.g. a literal API key)."""
-
-
-def load_policy(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Policy:
-    """Read and validate a policy file; env (default os.environ) supplies ${VAR} references.
-
-    Raises one PolicyError for all the problems of the file (see PolicyError.problems). The policy keeps
-    `env` (the same object) as Policy.env, so that a reload can use it again."""
-    from router._build import load  # YAML and the schema load with the first policy, not with `import router`
-
-    policy, notes = load(path, env)
-    _emit(notes)
-    return policy
-
-
-def parse_policy(text: str, *, source: str = "<string>", env: Mapping[str, str] | None = None) -> Policy:
-    """Validate policy YAML given as text; source names it in errors; env as for load_policy."""
-    from router._build import parse
-
-    policy, notes = parse(text, source, env)
-    _emit(notes)
-    return policy
-
-
-def _emit(notes: list[str]) -> None:
-    for note in notes:
-        warnings.warn(PolicyWarning(note), stacklevel=3)

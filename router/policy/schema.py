@@ -10,19 +10,11 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from router._values import (
-    DURATION_FORMS,
-    MAX_SECONDS,
-    Findings,
-    Problem,
-    bare_reference,
-    env_like,
-    format_seconds,
-    parse_duration,
-    suggest,
-)
-from router._yamlnodes import Map, Node, Scalar, Seq, describe, join, to_plain
-from router.policy import ON_INTERRUPT, OUTCOME_CLASSES, PROVIDERS, RESUME_METHODS
+from .durations import DURATION_FORMS, MAX_SECONDS, format_seconds, parse_duration
+from .env_refs import bare_reference, env_like
+from .model import ON_INTERRUPT, OUTCOME_CLASSES, PROVIDERS, RESUME_METHODS
+from .problems import Findings, Problem, suggest
+from .yaml_nodes import Map, Node, Scalar, Seq, describe, join, to_plain
 
 Check = Callable[[Node, str], Any]
 CREDENTIALS_IN_URL = "base_url must not carry credentials (user:password@); put the key in api_key: ${...}"

@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from router._values import EnvRefs, Findings, Problem, Unset
+from .env_refs import EnvRefs
+from .problems import Findings, Problem, Unset
 
 MAX_BYTES = 1 << 20
 MAX_NODES = 10_000
