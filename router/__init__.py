@@ -1,11 +1,23 @@
 """failover-router: Claude calls that survive Claude's bad days (the public face: re-exports only)."""
 
 from .breaker import Admission, BreakerInfo, BreakerStore, Lease, MemoryStore
-from .client import Router, acomplete, complete, default_router
+from .clock import Clock, VirtualClock
+from .default import acomplete, complete, default_router
 from .errors import AllModelsFailed, RouterError, StreamInterrupted, UnknownRoute
+from .events import (
+    AttemptEnded,
+    AttemptStarted,
+    BreakerTransition,
+    Event,
+    Failover,
+    Listener,
+    RequestEnded,
+    StreamResumed,
+)
 from .outcome import Kind
 from .policy import Policy, PolicyError, PolicyWarning, load_policy, parse_policy
-from .record import Attempt, RoutedMessage, Routing
+from .router import Router
+from .routing import Attempt, RoutedMessage, Routing
 from .streaming import AsyncRoutedStream, RoutedStream
 
 __all__ = [
@@ -13,21 +25,31 @@ __all__ = [
     "AllModelsFailed",
     "AsyncRoutedStream",
     "Attempt",
+    "AttemptEnded",
+    "AttemptStarted",
     "BreakerInfo",
     "BreakerStore",
+    "BreakerTransition",
+    "Clock",
+    "Event",
+    "Failover",
     "Kind",
     "Lease",
+    "Listener",
     "MemoryStore",
     "Policy",
     "PolicyError",
     "PolicyWarning",
+    "RequestEnded",
     "RoutedMessage",
     "RoutedStream",
     "Router",
     "RouterError",
     "Routing",
     "StreamInterrupted",
+    "StreamResumed",
     "UnknownRoute",
+    "VirtualClock",
     "acomplete",
     "complete",
     "default_router",

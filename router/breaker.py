@@ -108,12 +108,9 @@ class _Slot:
     def __init__(self, alias: str, config: BreakerConfig) -> None:
         self.lock = threading.Lock()
         self.storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
-        self.breaker = pybreaker.CircuitBreaker(
-            fail_max=config.failure_threshold,
-            reset_timeout=config.reset_timeout,
-            state_storage=self.storage,
-            name=alias,
-        )
+        # pybreaker holds the state and the counter; the thresholds and times are ours (config, below),
+        # so its own fail_max / reset_timeout are never read and not set.
+        self.breaker = pybreaker.CircuitBreaker(state_storage=self.storage, name=alias)
         self.config = config
         self.wait = config.reset_timeout
         self.opened_at: float | None = None
@@ -155,7 +152,11 @@ class MemoryStore:
     def __init__(self, on_transition: TransitionHook | None = None) -> None:
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.Lock()
-        self._on_transition = on_transition
+        self._hooks: tuple[TransitionHook, ...] = (on_transition,) if on_transition is not None else ()
+
+    def subscribe(self, hook: TransitionHook) -> None:
+        """Also call `hook(alias, old, new)` after every transition (a Router subscribes its event funnel)."""
+        self._hooks = (*self._hooks, hook)
 
     def configure(self, alias: str, config: BreakerConfig) -> None:
         with self._lock:
@@ -165,8 +166,6 @@ class MemoryStore:
                 return
         with slot.lock:
             slot.config = config
-            slot.breaker.fail_max = config.failure_threshold
-            slot.breaker.reset_timeout = config.reset_timeout
             slot.wait = min(max(slot.wait, config.reset_timeout), config.max_reset_timeout)
 
     def forget(self, alias: str) -> None:
@@ -297,9 +296,8 @@ class MemoryStore:
             )
 
     def _emit(self, alias: str, old: str, new: str) -> None:
-        if self._on_transition is None:
-            return
-        try:
-            self._on_transition(alias, old, new)
-        except Exception:  # a buggy hook must never break a call
-            log.exception("breaker transition hook failed for %s (%s -> %s)", alias, old, new)
+        for hook in self._hooks:
+            try:
+                hook(alias, old, new)
+            except Exception:  # a buggy hook must never break a call
+                log.exception("breaker transition hook failed for %s (%s -> %s)", alias, old, new)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
+
+from .clock import SYSTEM
 
 #: What each limit is called in attempt records (the policy key that set it).
 LIMIT_NAMES = {
@@ -21,14 +22,18 @@ class Budget:
     `end` is the hard end. A stream also has `until_head` (its response head must arrive by then) and
     `until_content` (its first content delta must arrive by then); each lapses once met."""
 
-    __slots__ = ("end", "headers", "seconds", "status", "until_content", "until_head", "why")
+    __slots__ = ("clock", "end", "headers", "seconds", "status", "until_content", "until_head", "why")
 
-    def __init__(self, seconds: float, head: float | None = None, content: float | None = None) -> None:
-        now = time.monotonic()
+    def __init__(
+        self, seconds: float, head: float | None = None, content: float | None = None,
+        now: Callable[[], float] = SYSTEM.now,
+    ) -> None:
+        self.clock = now
+        now_ = now()
         self.seconds = seconds
-        self.end = now + seconds
-        self.until_head = now + head if head is not None else None
-        self.until_content = now + content if content is not None else None
+        self.end = now_ + seconds
+        self.until_head = now_ + head if head is not None else None
+        self.until_content = now_ + content if content is not None else None
         self.status: int | None = None
         self.headers: Mapping[str, str] | None = None
         self.why: str | None = None  # which of our limits bound the last wait (None: the socket's own)
@@ -56,7 +61,7 @@ class Budget:
             limit, why = self.until_head, "first_byte"
         if self.until_content is not None and self.until_content < limit:
             limit, why = self.until_content, "first_token"
-        left = limit - time.monotonic()
+        left = limit - self.clock()
         if timeout is not None and timeout < left:
             self.why = None
             return timeout

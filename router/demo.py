@@ -13,18 +13,18 @@ import os
 import re
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from types import MappingProxyType
 from typing import TextIO
 
-from .client import Router
+from .clock import SYSTEM
 from .demo_view import Tally, View
 from .outcome import Kind
 from .policy import BreakerConfig, ModelConfig, Policy, PolicyError, PolicyWarning, Route, Secret, load_policy
-from .record import Attempt, RoutedMessage
+from .router import Router
+from .routing import Attempt, RoutedMessage
 from .testing import FakeServer, Fault
 
 # What an environment variable unset on this machine reads as: shaped like a URL, so that a policy
@@ -200,7 +200,7 @@ class Demo:
     """One demo session: the policy pointed at the fake server, its router, and what it saw."""
 
     def __init__(
-        self, policy: Policy, server: FakeServer, outage: float, clock: Callable[[], float] = time.monotonic
+        self, policy: Policy, server: FakeServer, outage: float, clock: Callable[[], float] = SYSTEM.now
     ) -> None:
         self.policy = point_at(policy, server.url)
         self.server = server
@@ -292,7 +292,7 @@ def _play(demo: Demo, view: View, duration: float, rate: float) -> None:
             return
         demo.request(view)
         next_at += interval
-        time.sleep(max(0.0, next_at - demo.clock()))
+        SYSTEM.sleep(max(0.0, next_at - demo.clock()))
 
 
 def _duration_advice(demo: Demo, outage: float, duration: float, rate: float) -> str | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -15,7 +14,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .client import Router
+from .clock import SYSTEM
+from .router import Router
 
 STATE_STYLE = {"closed": "bold green", "open": "bold red", "half_open": "bold yellow"}
 MODEL_STYLES = ["green", "cyan", "magenta", "blue"]
@@ -48,7 +48,7 @@ class View:
 
     def __init__(
         self, router: Router, tally: Tally, chain: Sequence[str], outage: float, duration: float, plain: bool,
-        out: TextIO, clock: Callable[[], float] = time.monotonic,
+        out: TextIO, clock: Callable[[], float] = SYSTEM.now,
     ) -> None:
         self.router = router
         self.tally = tally

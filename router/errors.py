@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .record import Attempt, format_attempts
+from .routing import Attempt, format_attempts
 
 if TYPE_CHECKING:
     from anthropic.types import Message

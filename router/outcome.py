@@ -25,7 +25,6 @@ class Kind(str, enum.Enum):
     CALLER = "caller"  # the request itself is bad: raised at once, no failover
     TOO_LARGE = "too_large"  # the prompt exceeds this model's context window: not counted, next model
     UNEXPECTED = "unexpected"  # not an API failure at all (a bug, a bad argument): raised at once
-    CANCELLED = "cancelled"  # the caller gave up; never the model's fault
     # No request was sent to the model:
     BREAKER_OPEN = "breaker_open"
     COOLING_DOWN = "cooling_down"
@@ -36,9 +35,6 @@ class Kind(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
-
-#: The classes a policy's `outcomes:` overrides may name.
-OVERRIDABLE = frozenset({Kind.SERVER_FAILURE, Kind.RATE_LIMITED, Kind.ACCOUNT, Kind.CALLER, Kind.TOO_LARGE})
 
 _BY_STATUS: dict[int, Kind] = {
     400: Kind.CALLER,
@@ -66,6 +62,9 @@ _BY_ERROR_TYPE: dict[str, Kind] = {
     "not_found_error": Kind.CALLER,
     "request_too_large": Kind.CALLER,
 }
+
+# Account errors that are about the key itself (invalid, unpaid, over its spend limit).
+_KEY_WIDE_STATUSES = frozenset({401, 402, 429})
 
 # A 429 whose error code names a spend or billing limit will not lift in seconds: it is account-level.
 _ACCOUNT_CODE_WORDS = ("spend", "billing", "credit", "quota", "budget")
@@ -115,7 +114,23 @@ class Failure:
 
     @property
     def counts(self) -> bool:
+        """Does it count toward the model's breaker?"""
         return self.kind is Kind.SERVER_FAILURE
+
+    @property
+    def raises(self) -> bool:
+        """Is it raised to the caller at once, with no failover (the fallback would fail the same way)?"""
+        return self.kind is Kind.CALLER or self.kind is Kind.UNEXPECTED
+
+    @property
+    def spends_key(self) -> bool:
+        """Does it say the key itself is bad, so every model using the same key would fail alike? (A 403
+        can be about one model only, so it does not.)"""
+        return self.kind is Kind.ACCOUNT and (self.status is None or self.status in _KEY_WIDE_STATUSES)
+
+    @property
+    def timed_out(self) -> bool:
+        return self.error_type == "timeout"
 
 
 def classify_status(

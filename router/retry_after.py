@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import email.utils
 import math
-import time
 from collections.abc import Mapping
 from datetime import timezone
 from typing import Any
+
+from .clock import SYSTEM
 
 # Longer than any real server asks for; a cap from the policy (retry.max_retry_after) applies on top.
 _SANE_MAX = 86_400.0
@@ -33,7 +34,7 @@ def parse_retry_after(headers: Mapping[str, str] | Any, now: float | None = None
         seconds = _number(raw)
         if seconds is not None:
             return seconds if seconds <= _SANE_MAX else None
-        return _date(str(raw), time.time() if now is None else now)
+        return _date(str(raw), SYSTEM.wall() if now is None else now)
     except (TypeError, ValueError, OverflowError, AttributeError):
         return None
 

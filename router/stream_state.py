@@ -32,7 +32,7 @@ from pydantic import BaseModel
 from .errors import StreamInterrupted
 from .outcome import Failure, Kind
 from .policy import ModelConfig
-from .record import Attempt
+from .routing import Attempt
 from .stream_blocks import KNOWN_DELTAS, Block, Content, malformed, reindexed
 from .stream_takeover import Takeover
 from .stream_usage import Tokens

@@ -1,82 +1,97 @@
 """`Router.stream()` / `astream()`: SDK-shaped stream objects over the failover plan, sync and async.
 
-The drivers below are the only streaming code that differs between sync and async; what to emit, how
-to resume and when to give up live in `stream_state.Stitcher` and `engine.plan`.
+The stream drivers below are the only streaming code that differs between sync and async; what to emit,
+how to resume and when to give up live in `stream_state.Stitcher` and `plan.plan`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
 from typing import Any
 
 from anthropic.types import RawMessageStreamEvent
 
-from . import engine
+from . import drivers
 from .budget import CURRENT, Budget, restore
-from .record import RoutedMessage
+from .clock import Clock
+from .commands import Call, Plan, Reply, Sleep, StoreLike
+from .routing import RoutedMessage
 from .stream_state import Salvaged, Stitcher
 
 
 def _events(
-    steps: engine.Plan, stitcher: Stitcher, params: Mapping[str, Any]
+    steps: Plan, stitcher: Stitcher, params: Mapping[str, Any], store: StoreLike, clock: Clock
 ) -> Generator[RawMessageStreamEvent, None, None]:
-    reply: engine.Reply = None
+    reply: Reply = None
+    pending: Call | None = None
     try:
         while True:
             command = steps.send(reply)
-            if isinstance(command, engine.Sleep):
-                time.sleep(command.seconds)
+            if isinstance(command, Sleep):
+                clock.sleep(command.seconds)
                 reply = None
                 continue
-            provider = command.target.provider
-            budget = engine.budget_for(command)
+            if not isinstance(command, Call):
+                reply = drivers.store_op(command, store)
+                continue
+            pending = command
+            provider = pending.target.provider
+            budget = drivers.budget_for(pending, clock)
             token = CURRENT.set(budget)
             try:
-                with provider.stream(stitcher.request(params, command.target.config), command.timeout) as events:
+                with provider.stream(stitcher.request(params, pending.target.config), pending.timeout) as events:
                     for event in events:
                         _progress(budget, event)
                         yield from stitcher.feed(event)
                 reply = stitcher.finish(budget.request_id)
             except Exception as exc:
-                reply = stitcher.failed(engine.with_wire_facts(provider.classify(exc), budget, command))
+                reply = stitcher.failed(drivers.with_wire_facts(provider.classify(exc), budget, pending))
             finally:
                 restore(token)
+            pending = None
             if isinstance(reply, Salvaged):
                 yield from stitcher.closing_events()
     except StopIteration as stop:
         stitcher.final = stop.value
     finally:
         steps.close()
+        back = drivers.release_pending(pending, store)
+        if back is not None:
+            drivers.store_op(back, store)
 
 
 async def _aevents(
-    steps: engine.Plan, stitcher: Stitcher, params: Mapping[str, Any]
+    steps: Plan, stitcher: Stitcher, params: Mapping[str, Any], store: StoreLike, clock: Clock
 ) -> AsyncGenerator[RawMessageStreamEvent, None]:
-    reply: engine.Reply = None
+    reply: Reply = None
+    pending: Call | None = None
     try:
         while True:
             command = steps.send(reply)
-            if isinstance(command, engine.Sleep):
-                await asyncio.sleep(command.seconds)
+            if isinstance(command, Sleep):
+                await clock.asleep(command.seconds)
                 reply = None
                 continue
-            provider = command.target.provider
-            budget = engine.budget_for(command)
+            if not isinstance(command, Call):
+                reply = await drivers.astore_op(command, store)
+                continue
+            pending = command
+            provider = pending.target.provider
+            budget = drivers.budget_for(pending, clock)
             token = CURRENT.set(budget)
             try:
-                request = stitcher.request(params, command.target.config)
-                async with provider.astream(request, command.timeout) as events:
+                request = stitcher.request(params, pending.target.config)
+                async with provider.astream(request, pending.timeout) as events:
                     async for event in events:
                         _progress(budget, event)
                         for out in stitcher.feed(event):
                             yield out
                 reply = stitcher.finish(budget.request_id)
             except Exception as exc:
-                reply = stitcher.failed(engine.with_wire_facts(provider.classify(exc), budget, command))
+                reply = stitcher.failed(drivers.with_wire_facts(provider.classify(exc), budget, pending))
             finally:
                 restore(token)
+            pending = None
             if isinstance(reply, Salvaged):
                 for out in stitcher.closing_events():
                     yield out
@@ -84,6 +99,9 @@ async def _aevents(
         stitcher.final = stop.value
     finally:
         steps.close()
+        back = drivers.release_pending(pending, store)
+        if back is not None:
+            await drivers.astore_op(back, store)
 
 
 def _progress(budget: Budget, event: RawMessageStreamEvent) -> None:
@@ -104,9 +122,11 @@ def _text_of(event: RawMessageStreamEvent) -> str | None:
 class RoutedStream:
     """Like the SDK's `MessageStream`: iterate events, or `text_stream`, then `get_final_message()`."""
 
-    def __init__(self, steps: engine.Plan, stitcher: Stitcher, params: Mapping[str, Any]) -> None:
+    def __init__(
+        self, steps: Plan, stitcher: Stitcher, params: Mapping[str, Any], store: StoreLike, clock: Clock
+    ) -> None:
         self._stitcher = stitcher
-        self._iterator = _events(steps, stitcher, params)
+        self._iterator = _events(steps, stitcher, params, store, clock)
 
     def __enter__(self) -> RoutedStream:
         return self
@@ -150,9 +170,11 @@ class RoutedStream:
 class AsyncRoutedStream:
     """Like the SDK's `AsyncMessageStream`."""
 
-    def __init__(self, steps: engine.Plan, stitcher: Stitcher, params: Mapping[str, Any]) -> None:
+    def __init__(
+        self, steps: Plan, stitcher: Stitcher, params: Mapping[str, Any], store: StoreLike, clock: Clock
+    ) -> None:
         self._stitcher = stitcher
-        self._iterator = _aevents(steps, stitcher, params)
+        self._iterator = _aevents(steps, stitcher, params, store, clock)
 
     async def __aenter__(self) -> AsyncRoutedStream:
         return self

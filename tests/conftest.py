@@ -77,9 +77,10 @@ def make_router(fake_server: FakeServer, clock: Clock) -> Iterator[Callable[...,
     made: list[Router] = []
 
     def make(text: str | None = None, **kwargs: Any) -> Router:
-        router_kwargs = {k: kwargs.pop(k) for k in ("store", "on_transition", "rng") if k in kwargs}
+        router_kwargs = {k: kwargs.pop(k) for k in ("store", "on_transition", "rng", "clock") if k in kwargs}
+        router_kwargs.setdefault("clock", clock)  # clock=router.clock.SYSTEM for tests whose deadlines are real
         source = text if text is not None else policy_yaml(fake_server.url, **kwargs)
-        r = Router(parse_policy(textwrap.dedent(source), env=KEYS), clock=clock, **router_kwargs)
+        r = Router(parse_policy(textwrap.dedent(source), env=KEYS), **router_kwargs)
         made.append(r)
         return r
 

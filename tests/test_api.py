@@ -33,7 +33,7 @@ def test_module_level_complete_uses_router_policy_env(fake_server: FakeServer, t
     monkeypatch.setenv("ROUTER_POLICY", str(path))
     for k, v in KEYS.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr("router.client._default", None)  # our own module state, not the SDK
+    monkeypatch.setattr("router.default._default", None)  # our own module state, not the SDK
     msg = router.complete(messages=USER, max_tokens=16)
     assert msg.routing.model == "primary"
     assert router.default_router() is router.default_router()
@@ -45,7 +45,7 @@ async def test_module_level_acomplete(fake_server: FakeServer, tmp_path, monkeyp
     monkeypatch.setenv("ROUTER_POLICY", str(path))
     for k, v in KEYS.items():
         monkeypatch.setenv(k, v)
-    monkeypatch.setattr("router.client._default", None)
+    monkeypatch.setattr("router.default._default", None)
     msg = await router.acomplete(messages=USER, max_tokens=16)
     assert msg.routing.route == "default"
     await router.default_router().aclose()
@@ -54,7 +54,7 @@ async def test_module_level_acomplete(fake_server: FakeServer, tmp_path, monkeyp
 def test_no_policy_anywhere_is_a_clear_error(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("ROUTER_POLICY", raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("router.client._default", None)
+    monkeypatch.setattr("router.default._default", None)
     with pytest.raises(PolicyError, match=r"ROUTER_POLICY.*policies/default.yaml"):
         router.complete(messages=USER, max_tokens=16)
 
@@ -71,13 +71,13 @@ def test_policy_file_is_hot_reloaded(fake_server: FakeServer, tmp_path, monkeypa
         # Swap the order of the chain; the breaker state of an unchanged model survives the reload.
         path.write_text(policy_yaml(fake_server.url).replace("[primary, fallback]", "[fallback, primary]"))
         os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
-        r._next_check = 0.0  # our own throttle (checked at most once a second): skip the wait
+        r._live._next_check = 0.0  # our own throttle (checked at most once a second): skip the wait
         assert r.complete(messages=USER, max_tokens=8).routing.model == "fallback"
         assert r.breakers()["primary"].failures == 1
         # A broken edit is reported and the running policy stays.
         path.write_text("version: 1\nmodels: {oops\n")
         os.utime(path, ns=(time.time_ns(), time.time_ns() + 2 * 10**9))
-        r._next_check = 0.0
+        r._live._next_check = 0.0
         assert r.complete(messages=USER, max_tokens=8).routing.model == "fallback"
         with pytest.raises(PolicyError, match=r"policy.yaml:2: invalid YAML: a { opened on this line is never closed"):
             r.reload()
@@ -122,7 +122,7 @@ def test_secrets_never_leak(fake_server: FakeServer, tmp_path, monkeypatch, capl
 
 def test_import_router_does_not_import_litellm_rich_or_yaml() -> None:
     # YAML and the policy schema load with the first policy: `import router` stays cheap (issue 5).
-    heavy = ("litellm", "rich", "yaml", "router._build")
+    heavy = ("litellm", "rich", "yaml", "router.policy.loading", "router.policy.schema", "router.policy.yaml_nodes")
     code = f"import sys, router; print(*[m in sys.modules for m in {heavy!r}])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False"] * len(heavy)

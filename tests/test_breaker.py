@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from router.breaker import Admission, Lease, MemoryStore
-from router.engine import backoff_delay
+from router.plan import backoff_delay
 from router.policy import BackoffConfig, BreakerConfig
 
 CFG = BreakerConfig(failure_threshold=3, reset_timeout=10.0, max_reset_timeout=35.0)

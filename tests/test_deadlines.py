@@ -13,9 +13,19 @@ import time
 import pytest
 
 from router import AllModelsFailed, Kind, StreamInterrupted
+from router.clock import SYSTEM
 from router.testing import Fault
 
 from .conftest import USER
+
+
+@pytest.fixture
+def make_router(make_router):  # type: ignore[no-untyped-def]
+    """Routers on the real clock: these deadlines are measured against real sockets."""
+    def make(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return make_router(*args, clock=SYSTEM, **kwargs)
+
+    return make
 
 DRIPS = {
     "slow head": Fault.drip(0.05, phase="head"),

@@ -33,13 +33,13 @@ def test_module_level_acomplete_across_event_loops(fake_server, tmp_path, monkey
     for name, value in KEYS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("ROUTER_POLICY", str(path))
-    monkeypatch.setattr(router.client, "_default", None)
+    monkeypatch.setattr(router.default, "_default", None)
     try:
         for _ in range(4):
             msg = asyncio.run(router.acomplete(messages=USER, max_tokens=32))
             assert msg.routing.model == "primary" and len(msg.routing.attempts) == 1
     finally:
-        default = router.client._default
+        default = router.default._default
         if default is not None:
             default.close()
 
@@ -126,7 +126,7 @@ def test_an_edit_saved_during_a_reload_is_applied_at_the_next_check(fake_server,
     path = tmp_path / "policy.yaml"
     _write(path, fake_server.url, 3)
     r = Router(load_policy(path, env=KEYS))
-    real_load = router.client.load_policy
+    real_load = router.reloading.load_policy
     edited = []
 
     def load_then_edit(source, env=None):
@@ -136,7 +136,7 @@ def test_an_edit_saved_during_a_reload_is_applied_at_the_next_check(fake_server,
             path.write_text(policy_yaml(fake_server.url, threshold=9) + "# a later edit\n")
         return policy
 
-    monkeypatch.setattr(router.client, "load_policy", load_then_edit)
+    monkeypatch.setattr(router.reloading, "load_policy", load_then_edit)
     _write(path, fake_server.url, 5)
     r._check_file()
     assert r.policy.models["primary"].breaker.failure_threshold == 5

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from types import ModuleType
@@ -86,11 +85,11 @@ class LitellmProvider:
 
     def _request(self, params: Mapping[str, Any], timeout: float) -> tuple[dict[str, Any], dict[str, str]]:
         if _litellm is None:  # the first call imports litellm (seconds): the model's budget starts after it
-            started = time.monotonic()
-            load_litellm()
             attempt = CURRENT.get()
+            started = attempt.clock() if attempt is not None else 0.0
+            load_litellm()
             if attempt is not None:
-                attempt.shift(time.monotonic() - started)
+                attempt.shift(attempt.clock() - started)
         anthropic_request = {**params, "model": self.config.model}
         body, tool_names = _adapter.translate_completion_input_params_with_tool_mapping(anthropic_request)
         budget = min(timeout, self.config.timeout.read)

@@ -1,0 +1,142 @@
+"""What the plan asks its drivers to do: every effect on the world is one of these commands.
+
+The plan yields a command and receives its answer. Calls and sleeps are I/O or time; the breaker-store
+operations are commands too, so a store that does I/O (Redis) is awaited by the async driver and called
+by the sync one while the algorithm stays written once. A later `Race` (hedging: the first of several
+calls to answer) fits here as one more command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Generator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from anthropic.types import Message
+
+from .breaker import Admission, BreakerInfo, Lease
+from .outcome import Failure
+from .policy import ModelConfig
+from .providers import Provider
+from .routing import RoutedMessage
+from .stream_state import Salvaged
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A model as the engine sees it: its policy entry, the provider that calls it, its credential group."""
+
+    alias: str
+    config: ModelConfig
+    provider: Provider
+    credentials: str  # models sharing this share an API key: an invalid key fails them all alike
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Call `target` once. `timeout` is the attempt's hard end (seconds from now); a stream must also
+    send its response head within `first_byte` and its first content within `first_token`."""
+
+    target: Target
+    timeout: float
+    probe: Lease | None
+    first_byte: float | None = None
+    first_token: float | None = None
+    limit: str = "timeout.total"  # what set `timeout`, for the attempt record
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+class StoreLike(Protocol):
+    """The store operations' view of a breaker store: each method may return a value or an awaitable."""
+
+    def admit(self, alias: str, now: float, lease_ttl: float) -> Any: ...
+
+    def record_success(self, alias: str, now: float, *, probe: Lease | None) -> Any: ...
+
+    def record_failure(self, alias: str, now: float, *, probe: Lease | None) -> Any: ...
+
+    def release(self, alias: str, *, probe: Lease | None) -> Any: ...
+
+    def cool_down(self, alias: str, until: float) -> Any: ...
+
+    def info(self, alias: str, now: float) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Admit:
+    """May `alias` be called now? Answer: Admission or Lease."""
+
+    alias: str
+    now: float
+    lease_ttl: float
+
+    def run(self, store: StoreLike) -> Admission | Lease | Awaitable[Admission | Lease]:
+        result: Admission | Lease | Awaitable[Admission | Lease] = store.admit(self.alias, self.now, self.lease_ttl)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    alias: str
+    now: float
+    probe: Lease | None
+
+    def run(self, store: StoreLike) -> Any:
+        return store.record_success(self.alias, self.now, probe=self.probe)
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A counted failure. Answer: True if the breaker is open afterwards."""
+
+    alias: str
+    now: float
+    probe: Lease | None
+
+    def run(self, store: StoreLike) -> Any:
+        return store.record_failure(self.alias, self.now, probe=self.probe)
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A neutral outcome: hand back the probe lease, change nothing else."""
+
+    alias: str
+    probe: Lease | None
+
+    def run(self, store: StoreLike) -> Any:
+        return store.release(self.alias, probe=self.probe)
+
+
+@dataclass(frozen=True, slots=True)
+class CoolDown:
+    alias: str
+    until: float
+
+    def run(self, store: StoreLike) -> Any:
+        return store.cool_down(self.alias, self.until)
+
+
+@dataclass(frozen=True, slots=True)
+class Peek:
+    """What is `alias`'s breaker doing? Answer: BreakerInfo, or None for a model the store no longer has."""
+
+    alias: str
+    now: float
+
+    def run(self, store: StoreLike) -> BreakerInfo | Awaitable[BreakerInfo | None] | None:
+        try:
+            result: BreakerInfo | Awaitable[BreakerInfo | None] | None = store.info(self.alias, self.now)
+        except KeyError:  # removed by a reload meanwhile
+            return None
+        return result
+
+
+StoreOp = Admit | Succeeded | Failed | Release | CoolDown | Peek
+Command = Call | Sleep | StoreOp
+Reply = Message | Failure | Salvaged | Admission | Lease | BreakerInfo | bool | None
+Plan = Generator[Command, Reply, RoutedMessage]

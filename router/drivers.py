@@ -1,0 +1,136 @@
+"""Carrying out a plan: the sync and async drivers, the only code that differs between the two.
+
+Each driver sends the plan the answer to its last command and carries out the next: a call on the
+model's provider (inside the attempt's Budget), a sleep on the injected clock, or a breaker-store
+operation (awaited when the store is async). The stream drivers in `streaming.py` use the same helpers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from .budget import CURRENT, LIMIT_NAMES, Budget
+from .clock import Clock
+from .commands import Call, Peek, Plan, Release, Reply, Sleep, StoreLike, StoreOp
+from .outcome import Failure
+from .routing import RoutedMessage
+
+
+def budget_for(call: Call, clock: Clock) -> Budget:
+    return Budget(call.timeout, call.first_byte, call.first_token, now=clock.now)
+
+
+def with_wire_facts(failure: Failure, budget: Budget, call: Call) -> Failure:
+    """Add what the response head and the budget know to a classified failure: its request id (a body that
+    failed after the head still had one), and which limit cut an attempt that ran out of time."""
+    request_id = failure.request_id or budget.request_id
+    note = failure.note
+    if failure.timed_out and budget.why is not None:
+        limit = call.limit if budget.why == "total" else LIMIT_NAMES[budget.why]
+        cut = f"no answer within {budget.seconds:.3g}s ({limit})" if budget.why == "total" else f"cut by {limit}"
+        note = f"{note}; {cut}" if note else cut
+    if request_id is failure.request_id and note is failure.note:
+        return failure
+    return dataclasses.replace(failure, request_id=request_id, note=note)
+
+
+def store_op(command: StoreOp, store: StoreLike) -> Reply:
+    """A breaker-store operation, on a sync store."""
+    result = command.run(store)
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()  # never awaited: say so instead of leaking a coroutine
+        raise TypeError(f"{type(store).__name__} is an async breaker store: use acomplete() / astream()")
+    return result
+
+
+async def astore_op(command: StoreOp, store: StoreLike) -> Reply:
+    """A breaker-store operation, awaited when the store is async."""
+    try:
+        result = command.run(store)
+        if inspect.isawaitable(result):
+            result = await result
+    except KeyError:
+        if isinstance(command, Peek):
+            return None  # a model a reload removed meanwhile
+        raise
+    return result
+
+
+def release_pending(pending: Call | None, store: StoreLike) -> Release | None:
+    """The caller went away during a call: its probe lease goes back (cancelling is never the model's fault)."""
+    if pending is None or pending.probe is None:
+        return None
+    return Release(pending.target.alias, pending.probe)
+
+
+def run(steps: Plan, params: Mapping[str, Any], store: StoreLike, clock: Clock) -> RoutedMessage:
+    """Carry out a plan with blocking I/O."""
+    reply: Reply = None
+    pending: Call | None = None
+    try:
+        while True:
+            command = steps.send(reply)
+            if isinstance(command, Call):
+                pending = command
+                provider = pending.target.provider
+                budget = budget_for(pending, clock)
+                token = CURRENT.set(budget)
+                try:
+                    reply = provider.call(params, pending.timeout)
+                except Exception as exc:
+                    reply = with_wire_facts(provider.classify(exc), budget, pending)
+                finally:
+                    CURRENT.reset(token)
+                pending = None
+            elif isinstance(command, Sleep):
+                clock.sleep(command.seconds)
+                reply = None
+            else:
+                reply = store_op(command, store)
+    except StopIteration as stop:
+        result: RoutedMessage = stop.value
+        return result
+    finally:
+        steps.close()
+        back = release_pending(pending, store)
+        if back is not None:
+            store_op(back, store)
+
+
+async def arun(steps: Plan, params: Mapping[str, Any], store: StoreLike, clock: Clock) -> RoutedMessage:
+    """Carry out a plan with asyncio."""
+    reply: Reply = None
+    pending: Call | None = None
+    try:
+        while True:
+            command = steps.send(reply)
+            if isinstance(command, Call):
+                pending = command
+                provider = pending.target.provider
+                budget = budget_for(pending, clock)
+                token = CURRENT.set(budget)
+                try:
+                    reply = await provider.acall(params, pending.timeout)
+                except Exception as exc:
+                    reply = with_wire_facts(provider.classify(exc), budget, pending)
+                finally:
+                    CURRENT.reset(token)
+                pending = None
+            elif isinstance(command, Sleep):
+                await clock.asleep(command.seconds)
+                reply = None
+            else:
+                reply = await astore_op(command, store)
+    except StopIteration as stop:
+        result: RoutedMessage = stop.value
+        return result
+    finally:
+        steps.close()
+        back = release_pending(pending, store)
+        if back is not None:
+            await astore_op(back, store)

@@ -1,0 +1,124 @@
+"""What the engine tells the world: typed, frozen events, the Listener protocol, and the one funnel they leave by."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .outcome import Kind
+from .routing import Attempt
+
+log = logging.getLogger("router")
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStarted:
+    """A request is about to be sent to `model` (the half-open probe if `probe`)."""
+
+    route: str
+    model: str
+    probe: bool
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnded:
+    """One attempt's record, as it also appears in `routing.attempts` (models passed over included)."""
+
+    route: str
+    attempt: Attempt
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerTransition:
+    """`model`'s breaker moved from `old` to `new` ("closed" | "open" | "half_open")."""
+
+    model: str
+    old: str
+    new: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Failover:
+    """The request left `from_model` (whose last outcome was `reason`) and now tries `to_model`."""
+
+    route: str
+    from_model: str
+    to_model: str
+    reason: Kind
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResumed:
+    """A stream that had sent `at_char` characters continues on `model`, by `method`."""
+
+    route: str
+    model: str
+    at_char: int
+    method: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEnded:
+    """A request is over: served by `model`, or failed (`model` None, `error` the exception's type name)."""
+
+    route: str
+    model: str | None
+    attempts: tuple[Attempt, ...]
+    error: str | None
+    duration_s: float
+    at: float
+
+
+Event = AttemptStarted | AttemptEnded | BreakerTransition | Failover | StreamResumed | RequestEnded
+
+
+class Listener(Protocol):
+    """Anything called with each event. It runs on the request's thread or task: keep it quick."""
+
+    def __call__(self, event: Event) -> None: ...
+
+
+def log_transitions(event: Event) -> None:
+    """The router's own logging, as a listener: breaker transitions (WARNING when a breaker opens)."""
+    if isinstance(event, BreakerTransition):
+        level = logging.WARNING if event.new == "open" else logging.INFO
+        log.log(level, "breaker %s: %s -> %s", event.model, event.old, event.new)
+
+
+class Funnel:
+    """The one way events leave the engine. A listener that raises is logged and ignored: a buggy hook
+    never breaks a request. `listening` is False while nobody but the router's own logging listens, so
+    the engine can skip building events no one reads (breaker transitions are always sent)."""
+
+    __slots__ = ("_listeners", "clock", "listening")
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._listeners: tuple[Listener, ...] = (log_transitions,)
+        self.listening = False
+
+    def add(self, listener: Listener) -> None:
+        self._listeners = (*self._listeners, listener)
+        self.listening = True
+
+    def remove(self, listener: Listener) -> None:
+        self._listeners = tuple(x for x in self._listeners if x is not listener)
+        self.listening = len(self._listeners) > 1
+
+    def __call__(self, event: Event) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("router event listener %r failed on %s", listener, type(event).__name__)
+
+    def transition(self, alias: str, old: str, new: str) -> None:
+        """The breaker store's transition hook."""
+        self(BreakerTransition(alias, old, new, self.clock()))

@@ -1,0 +1,267 @@
+"""The failover algorithm, written once: a generator that decides and yields commands, and does no I/O.
+
+It picks the model, gives each attempt its budget, keeps the breakers informed, decides whether to
+retry, how long to back off, and when to give up; `drivers.run()` / `arun()` (and the stream drivers)
+carry out what it yields. Events leave through the funnel it is given.
+
+How a request's `timeout=` is shared along a chain: while another model of the route could still serve
+the request, one attempt may take at most half of what is left (a stream: half for its first content,
+then all that is left); the last model that can serve gets everything left. A model that timed out is
+not tried again in the same request while another model can serve it; a stream that stalled never is.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+
+from anthropic.types import Message
+
+from .breaker import Admission, BreakerInfo, Lease
+from .commands import Admit, Call, Command, CoolDown, Failed, Peek, Plan, Release, Reply, Sleep, Succeeded, Target
+from .errors import AllModelsFailed, StreamInterrupted
+from .events import AttemptEnded, AttemptStarted, Failover, Funnel, RequestEnded, StreamResumed
+from .outcome import Failure, Kind
+from .policy import BackoffConfig
+from .routing import Attempt, RoutedMessage, Routing, attach_routing
+from .stream_state import Salvaged, Stitcher, resume_method
+
+Steps = Generator[Command, Reply, None]
+
+
+def backoff_delay(config: BackoffConfig, retry_index: int, rng: random.Random) -> float:
+    """Exponential backoff with +/- jitter: initial * 2**retry_index, capped at max."""
+    base = min(config.max, config.initial * (2.0**retry_index))
+    if config.jitter:
+        base *= 1.0 + rng.uniform(-config.jitter, config.jitter)
+    return max(0.0, base)
+
+
+@dataclass(slots=True)
+class _Request:
+    """What one request has learnt so far (mutable: the plan's working state)."""
+
+    route: str
+    chain: Sequence[Target]
+    clock: Callable[[], float]
+    rng: random.Random
+    deadline: float | None
+    stream: Stitcher | None
+    emit: Funnel
+    started: float = 0.0
+    attempts: list[Attempt] = field(default_factory=list)
+    spent_credentials: set[str] = field(default_factory=set)
+    last: Failure | None = None
+    last_model: str | None = None  # the model last sent a request, for Failover events
+
+    def add(self, attempt: Attempt) -> None:
+        """The one place an attempt is recorded: the routing record and the event stream alike."""
+        self.attempts.append(attempt)
+        if self.emit.listening:
+            self.emit(AttemptEnded(self.route, attempt, self.clock()))
+
+    def others_can_serve(self, index: int, now: float) -> Generator[Command, Reply, bool]:
+        """Could a model after chain[index] still be called now? (Reads breaker state; takes nothing.)"""
+        for target in self.chain[index + 1:]:
+            if target.credentials in self.spent_credentials:
+                continue
+            if self.stream is not None and not self.stream.can_take_over(target.config):
+                continue
+            info = yield Peek(target.alias, now)
+            if _callable(info):
+                return True
+        return False
+
+    def ended(self, model: str | None, error: BaseException | None) -> None:
+        if self.emit.listening:
+            now = self.clock()
+            self.emit(RequestEnded(self.route, model, tuple(self.attempts), type(error).__name__ if error else None,
+                                   now - self.started, now))
+
+
+def _callable(info: Reply) -> bool:
+    if not isinstance(info, BreakerInfo) or info.cooling_until is not None:
+        return False
+    return info.state == "closed" or (info.state == "half_open" and not info.probe_in_flight)
+
+
+def plan(
+    route: str,
+    chain: Sequence[Target],
+    clock: Callable[[], float],
+    rng: random.Random,
+    emit: Funnel,
+    deadline: float | None = None,
+    stream: Stitcher | None = None,
+) -> Plan:
+    """Serve one request from the first model of `chain` that can answer.
+
+    With `stream`, the request is a stream: models that cannot take over a stream that already sent
+    content are passed over, and an interruption that cannot be resumed raises StreamInterrupted.
+    """
+    req = _Request(route, chain, clock, rng, deadline, stream, emit, clock())
+    try:
+        for index, target in enumerate(chain):
+            skipped = _passed_over(req, target)
+            if skipped is not None:
+                req.add(Attempt(target.alias, skipped))
+                continue
+            served = yield from _try_model(req, index, target)
+            if served is not None:
+                req.ended(served.routing.model, None)
+                return served
+        if stream is not None and stream.emitted:
+            reason = "no model left to resume on"
+            raise StreamInterrupted(stream.partial_text(), stream.snapshot(), req.attempts, reason)
+        raise AllModelsFailed(route, req.attempts) from (req.last.error if req.last else None)
+    except Exception as exc:
+        req.ended(None, exc)
+        raise
+
+
+def _passed_over(req: _Request, target: Target) -> Kind | None:
+    if target.credentials in req.spent_credentials:
+        return Kind.SAME_CREDENTIALS
+    if req.stream is not None and not req.stream.can_take_over(target.config):
+        return Kind.CANNOT_RESUME
+    return None
+
+
+def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, Reply, RoutedMessage | None]:
+    """Up to `retry.attempts` tries of one model; the message if one served, None to move on."""
+    alias, config = target.alias, target.config
+    started = req.clock()
+    model_deadline = started + config.timeout.total
+    if req.deadline is not None and req.deadline < model_deadline:
+        model_deadline = req.deadline
+    for n in range(config.retry.attempts):
+        if n:
+            started = req.clock()
+        remaining = model_deadline - started
+        if remaining <= 0:
+            req.add(Attempt(alias, Kind.DEADLINE))
+            return None
+        admission = yield Admit(alias, started, remaining)
+        if admission is Admission.OPEN or admission is Admission.COOLING:
+            req.add(Attempt(alias, Kind.BREAKER_OPEN if admission is Admission.OPEN else Kind.COOLING_DOWN))
+            return None
+        probe = admission if isinstance(admission, Lease) else None
+        call = yield from _call(req, index, target, remaining, probe, started)
+        note = _begin(req, target, probe, started)
+        reply = yield call  # if the caller cancels here, the driver hands the probe lease back
+        ended = req.clock()
+        if isinstance(reply, Message):
+            yield Succeeded(alias, ended, probe)
+            req.add(Attempt(alias, Kind.SUCCESS, 200, None, getattr(reply, "_request_id", None),
+                            ended - started, probe is not None, _takeover(req, note)))
+            return attach_routing(reply, Routing(alias, req.route, tuple(req.attempts)))
+        assert isinstance(reply, (Failure, Salvaged)), reply
+        failure = reply.failure if isinstance(reply, Salvaged) else reply
+        opened = yield from _record(req, target, failure, probe, started, ended, isinstance(reply, Salvaged))
+        if isinstance(reply, Salvaged):  # the stream broke where nothing was missing: the answer stands
+            message = reply.message
+            if failure.request_id:
+                object.__setattr__(message, "_request_id", failure.request_id)
+            return attach_routing(message, Routing(alias, req.route, tuple(req.attempts)))
+        delay = yield from _retry_delay(req, index, target, failure, n, opened, probe)
+        if delay is None or req.clock() + delay >= model_deadline:
+            return None  # move on (a wait that would outlast this model's budget too)
+        yield Sleep(delay)
+    return None
+
+
+def _begin(req: _Request, target: Target, probe: Lease | None, now: float) -> str | None:
+    """An attempt starts: events, and the stitcher's note when it resumes a stream."""
+    alias = target.alias
+    note = req.stream.begin(target.config) if req.stream is not None else None
+    if req.emit.listening:
+        if req.last_model is not None and req.last_model != alias and req.last is not None:
+            req.emit(Failover(req.route, req.last_model, alias, req.last.kind, now))
+        req.emit(AttemptStarted(req.route, alias, probe is not None, now))
+        if note is not None and req.stream is not None:
+            req.emit(StreamResumed(req.route, alias, len(req.stream.partial_text()), resume_method(target.config),
+                                   now))
+    req.last_model = alias
+    return note
+
+
+def _call(
+    req: _Request, index: int, target: Target, remaining: float, probe: Lease | None, now: float
+) -> Generator[Command, Reply, Call]:
+    """The budget of one attempt: see the module docstring for how `timeout=` is shared."""
+    t = target.config.timeout
+    timeout, limit = remaining, "the request's timeout=" if req.deadline is not None else "timeout.total"
+    share: float | None = None
+    if req.deadline is not None and (yield from req.others_can_serve(index, now)):
+        share = (req.deadline - now) / 2
+    if req.stream is None:
+        if share is not None and share < timeout:
+            timeout, limit = share, "half of what was left of timeout=, since another model could still serve"
+        return Call(target, timeout, probe, limit=limit)
+    first_token = t.first_token if share is None else min(t.first_token, share)
+    return Call(target, timeout, probe, min(t.first_byte, first_token), first_token, limit)
+
+
+def _record(
+    req: _Request, target: Target, failure: Failure, probe: Lease | None, started: float, ended: float,
+    salvaged: bool = False,
+) -> Generator[Command, Reply, bool]:
+    """Tell the breaker and the attempt list about a failure; raise what must reach the caller now
+    (not when the stream was salvaged: its answer is complete). True if the breaker is open afterwards."""
+    alias, retry = target.alias, target.config.retry
+    req.last = failure
+    detail = failure.note
+    if failure.retry_after is not None:
+        capped = min(failure.retry_after, retry.max_retry_after)
+        taken = f"retry-after {failure.retry_after:g}s" + (f", capped at {capped:g}s" if capped < failure.retry_after
+                                                          else "")
+        detail = f"{detail}; {taken}" if detail else taken
+    req.add(Attempt(alias, failure.kind, failure.status, failure.error_type, failure.request_id,
+                    ended - started, probe is not None, _takeover(req, detail)))
+    opened = False
+    if failure.counts:
+        opened = bool((yield Failed(alias, ended, probe)))
+    else:
+        yield Release(alias, probe)
+    if salvaged:
+        return opened
+    if req.stream is not None:
+        interrupted = req.stream.interrupted(failure, req.attempts)
+        if interrupted is not None:
+            raise interrupted from failure.error
+    if failure.raises:
+        raise failure.error  # the fallback would fail the same way: the SDK's own exception, unchanged
+    if failure.kind is Kind.RATE_LIMITED and failure.retry_after is not None:
+        yield CoolDown(alias, ended + min(failure.retry_after, retry.max_retry_after))
+    elif failure.spends_key:
+        req.spent_credentials.add(target.credentials)
+    return opened
+
+
+def _retry_delay(
+    req: _Request, index: int, target: Target, failure: Failure, n: int, opened: bool, probe: Lease | None
+) -> Generator[Command, Reply, float | None]:
+    """Seconds to wait before trying the same model again, or None to move on to the next model."""
+    retry = target.config.retry
+    if not failure.counts or opened or probe is not None or failure.should_retry is False:
+        return None
+    if n + 1 >= retry.attempts:
+        return None
+    if failure.timed_out and req.stream is not None:
+        return None  # a stream that stalled is never tried again on the same model in the same request
+    streamed = req.stream is not None and req.stream.emitted
+    if (failure.timed_out or streamed) and (yield from req.others_can_serve(index, req.clock())):
+        return None  # a silent model, or a stream that already showed text: another model takes over now
+    delay = backoff_delay(retry.backoff, n, req.rng)
+    if failure.retry_after is not None and failure.retry_after > delay:
+        delay = min(failure.retry_after, retry.max_retry_after)
+    return delay
+
+
+def _takeover(req: _Request, detail: str | None) -> str | None:
+    """An attempt's detail, with what the stitcher learnt about a takeover."""
+    note = req.stream.takeover_note if req.stream is not None else None
+    if not note:
+        return detail
+    return f"{detail}; {note}" if detail else note

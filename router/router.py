@@ -1,0 +1,199 @@
+"""`Router`: the request API over a live policy, its breaker store, its clock and its event listeners."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import drivers, plan
+from .breaker import BreakerInfo, BreakerStore, MemoryStore, TransitionHook
+from .clock import Clock, as_clock
+from .commands import Plan
+from .errors import UnknownRoute
+from .events import BreakerTransition, Event, Funnel, Listener
+from .policy import Policy, load_policy
+from .providers import make_provider
+from .reloading import LivePolicy, ProviderFactory, Snapshot
+from .routing import RoutedMessage
+from .stream_state import Stitcher
+from .streaming import AsyncRoutedStream, RoutedStream
+
+_RESERVED = {"model": "the policy chooses the model: pass route= (a route of the policy) instead of model=",
+             "stream": "use Router.stream() / Router.astream() for streaming"}
+
+
+class _TransitionAdapter:
+    """The `on_transition=(alias, old, new)` hook of earlier versions, as a listener."""
+
+    def __init__(self, hook: TransitionHook) -> None:
+        self.hook = hook
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, BreakerTransition):
+            self.hook(event.model, event.old, event.new)
+
+
+class Router:
+    """Routes Anthropic Messages requests down a policy's fallback chains, one circuit breaker per model.
+
+    `clock` is where all of its time comes from (a `router.clock.Clock`, or a bare monotonic `now`
+    function); `provider_factory` builds the provider of each model (the default calls the real SDKs)."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        store: BreakerStore | None = None,
+        clock: Clock | Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+        watch: bool = True,
+        on_transition: TransitionHook | None = None,
+        warm_up: bool = False,
+        provider_factory: ProviderFactory | None = None,
+    ) -> None:
+        self._clock = as_clock(clock)
+        self._rng = rng or random.Random()
+        self._events = Funnel(self._clock.now)
+        self._store: BreakerStore = store if store is not None else MemoryStore()
+        subscribe = getattr(self._store, "subscribe", None)
+        if subscribe is not None:  # every store that can tell its transitions tells them to the funnel
+            subscribe(self._events.transition)
+        if on_transition is not None:
+            self._events.add(_TransitionAdapter(on_transition))
+        self._live = LivePolicy(policy, self._store, provider_factory or make_provider, self._clock.now, watch)
+        if warm_up:  # import heavy provider SDKs (litellm) now instead of on their first call
+            for target in self._live.snapshot.targets.values():
+                warm = getattr(target.provider, "warm_up", None)
+                if warm is not None:
+                    warm()
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str], **kwargs: Any) -> Router:
+        """A Router for the policy file at `path` (watched for changes unless watch=False)."""
+        return cls(load_policy(path), **kwargs)
+
+    def __repr__(self) -> str:
+        p = self._live.snapshot.policy
+        return f"Router({p.source!r}, models={list(p.models)}, routes={list(p.routes)})"
+
+    @property
+    def policy(self) -> Policy:
+        return self._live.snapshot.policy
+
+    @property
+    def _current(self) -> Snapshot:
+        return self._live.snapshot
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def complete(self, *, route: str = "default", timeout: float | None = None, **params: Any) -> RoutedMessage:
+        """Like `anthropic.Anthropic().messages.create(...)`, served by the first model of `route` that can."""
+        return drivers.run(self._plan(route, timeout, params), params, self._store, self._clock)
+
+    async def acomplete(
+        self, *, route: str = "default", timeout: float | None = None, **params: Any
+    ) -> RoutedMessage:
+        """Like `await anthropic.AsyncAnthropic().messages.create(...)`, with failover."""
+        return await drivers.arun(self._plan(route, timeout, params), params, self._store, self._clock)
+
+    def stream(
+        self, *, route: str = "default", timeout: float | None = None, on_interrupt: str | None = None,
+        **params: Any,
+    ) -> RoutedStream:
+        """Like `anthropic.Anthropic().messages.stream(...)`, failing over before and after the first token.
+
+        `on_interrupt` ("resume" or "raise") overrides the policy's `streaming.on_interrupt` for this call.
+        """
+        stitcher = self._stitcher(on_interrupt)
+        steps = self._plan(route, timeout, params, stitcher)
+        return RoutedStream(steps, stitcher, params, self._store, self._clock)
+
+    def astream(
+        self, *, route: str = "default", timeout: float | None = None, on_interrupt: str | None = None,
+        **params: Any,
+    ) -> AsyncRoutedStream:
+        """Like `anthropic.AsyncAnthropic().messages.stream(...)`; use with `async with`."""
+        stitcher = self._stitcher(on_interrupt)
+        steps = self._plan(route, timeout, params, stitcher)
+        return AsyncRoutedStream(steps, stitcher, params, self._store, self._clock)
+
+    def _stitcher(self, on_interrupt: str | None) -> Stitcher:
+        mode = on_interrupt or self._live.snapshot.policy.streaming.on_interrupt
+        if mode not in ("resume", "raise"):
+            raise ValueError(f"on_interrupt must be 'resume' or 'raise', not {mode!r}")
+        return Stitcher(mode)
+
+    def _plan(self, route: str, timeout: float | None, params: Mapping[str, Any], stream: Stitcher | None = None
+              ) -> Plan:
+        if "model" in params or "stream" in params:
+            name = "model" if "model" in params else "stream"
+            raise TypeError(f"{name}= is not accepted here: {_RESERVED[name]}")
+        snapshot = self._live.current()
+        try:
+            chain = snapshot.routes[route]
+        except KeyError:
+            raise UnknownRoute(route, list(snapshot.routes)) from None
+        now = self._clock.now
+        deadline = now() + timeout if timeout is not None else None
+        return plan.plan(route, chain, now, self._rng, self._events, deadline, stream)
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener(event)` with every event (`router.events`): attempts started and ended, breaker
+        transitions, failovers, resumed streams, finished requests. One that raises is logged and ignored."""
+        self._events.add(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._events.remove(listener)
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def reset(self, alias: str) -> None:
+        """Operator action: close `alias`'s breaker, zero its failure count, and end any cooldown a
+        retry-after imposed (e.g. after a provider sent an absurd one)."""
+        models = self._live.snapshot.policy.models
+        if alias not in models:
+            raise KeyError(f"no model {alias!r} in the policy; models: {', '.join(models)}")
+        self._store.reset(alias)
+
+    def breakers(self) -> dict[str, BreakerInfo]:
+        """The state of every model's breaker: {alias: BreakerInfo}."""
+        now = self._clock.now()
+        return {alias: self._store.info(alias, now) for alias in self._live.snapshot.policy.models}
+
+    def reload(self) -> Policy:
+        """Re-read the policy file now. A bad file raises PolicyError and the running policy stays.
+
+        The file is read with the environment the running policy was loaded with (`load_policy(path,
+        env=...)`'s mapping, else os.environ as it is now)."""
+        return self._live.reload()
+
+    def _check_file(self) -> None:
+        self._live.check_file()
+
+    # -- lifetime ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every provider's HTTP clients."""
+        for target in self._live.snapshot.targets.values():
+            target.provider.close()
+
+    async def aclose(self) -> None:
+        """Close every provider's HTTP clients, the async ones included (call from the event loop)."""
+        for target in self._live.snapshot.targets.values():
+            await target.provider.aclose()
+
+    async def __aenter__(self) -> Router:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Router:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
