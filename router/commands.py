@@ -4,6 +4,9 @@ The plan yields a command and receives its answer. Calls and sleeps are I/O or t
 operations are commands too, so a store that does I/O (Redis) is awaited by the async driver and called
 by the sync one while the algorithm stays written once. A later `Race` (hedging: the first of several
 calls to answer) fits here as one more command.
+
+Commands are slotted dataclasses that nobody mutates, but not `frozen=True`: a request makes several, and
+a frozen dataclass costs four times as much to build (0.8 µs against 0.2 µs each, on the hot path).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ class Target:
     credentials: str  # models sharing this share an API key: an invalid key fails them all alike
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
     """Call `target` once. `timeout` is the attempt's hard end (seconds from now); a stream must also
     send its response head within `first_byte` and its first content within `first_token`."""
@@ -45,7 +48,7 @@ class Call:
     limit: str = "timeout.total"  # what set `timeout`, for the attempt record
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Sleep:
     seconds: float
 
@@ -66,7 +69,7 @@ class StoreLike(Protocol):
     def info(self, alias: str, now: float) -> Any: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admit:
     """May `alias` be called now? Answer: Admission or Lease."""
 
@@ -79,7 +82,7 @@ class Admit:
         return result
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Succeeded:
     alias: str
     now: float
@@ -89,7 +92,7 @@ class Succeeded:
         return store.record_success(self.alias, self.now, probe=self.probe)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failed:
     """A counted failure. Answer: True if the breaker is open afterwards."""
 
@@ -101,7 +104,7 @@ class Failed:
         return store.record_failure(self.alias, self.now, probe=self.probe)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Release:
     """A neutral outcome: hand back the probe lease, change nothing else."""
 
@@ -112,7 +115,7 @@ class Release:
         return store.release(self.alias, probe=self.probe)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CoolDown:
     alias: str
     until: float
@@ -121,7 +124,7 @@ class CoolDown:
         return store.cool_down(self.alias, self.until)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Peek:
     """What is `alias`'s breaker doing? Answer: BreakerInfo, or None for a model the store no longer has."""
 

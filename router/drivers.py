@@ -8,7 +8,6 @@ operation (awaited when the store is async). The stream drivers in `streaming.py
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,7 +39,7 @@ def with_wire_facts(failure: Failure, budget: Budget, call: Call) -> Failure:
 def store_op(command: StoreOp, store: StoreLike) -> Reply:
     """A breaker-store operation, on a sync store."""
     result = command.run(store)
-    if inspect.isawaitable(result):
+    if hasattr(result, "__await__"):  # (inspect.isawaitable costs 5x this, on every operation)
         close = getattr(result, "close", None)
         if close is not None:
             close()  # never awaited: say so instead of leaking a coroutine
@@ -51,14 +50,15 @@ def store_op(command: StoreOp, store: StoreLike) -> Reply:
 async def astore_op(command: StoreOp, store: StoreLike) -> Reply:
     """A breaker-store operation, awaited when the store is async."""
     try:
-        result = command.run(store)
-        if inspect.isawaitable(result):
+        result: Any = command.run(store)
+        if hasattr(result, "__await__"):
             result = await result
     except KeyError:
         if isinstance(command, Peek):
             return None  # a model a reload removed meanwhile
         raise
-    return result
+    answer: Reply = result
+    return answer
 
 
 def release_pending(pending: Call | None, store: StoreLike) -> Release | None:

@@ -147,7 +147,8 @@ def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, 
             req.add(Attempt(alias, Kind.BREAKER_OPEN if admission is Admission.OPEN else Kind.COOLING_DOWN))
             return None
         probe = admission if isinstance(admission, Lease) else None
-        call = yield from _call(req, index, target, remaining, probe, started)
+        shared = req.deadline is not None and (yield from req.others_can_serve(index, started))
+        call = _call(req, target, remaining, probe, started, shared)
         note = _begin(req, target, probe, started)
         reply = yield call  # if the caller cancels here, the driver hands the probe lease back
         ended = req.clock()
@@ -186,14 +187,12 @@ def _begin(req: _Request, target: Target, probe: Lease | None, now: float) -> st
     return note
 
 
-def _call(
-    req: _Request, index: int, target: Target, remaining: float, probe: Lease | None, now: float
-) -> Generator[Command, Reply, Call]:
-    """The budget of one attempt: see the module docstring for how `timeout=` is shared."""
+def _call(req: _Request, target: Target, remaining: float, probe: Lease | None, now: float, shared: bool) -> Call:
+    """The budget of one attempt (`shared`: another model could still serve): see the module docstring."""
     t = target.config.timeout
     timeout, limit = remaining, "the request's timeout=" if req.deadline is not None else "timeout.total"
     share: float | None = None
-    if req.deadline is not None and (yield from req.others_can_serve(index, now)):
+    if shared and req.deadline is not None:
         share = (req.deadline - now) / 2
     if req.stream is None:
         if share is not None and share < timeout:
