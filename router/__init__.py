@@ -18,7 +18,7 @@ from .outcome import Kind
 from .policy import Policy, PolicyError, PolicyWarning, load_policy, parse_policy
 from .router import Router
 from .routing import Attempt, RoutedMessage, Routing
-from .streaming import AsyncRoutedStream, RoutedStream
+from .streaming.routed import AsyncRoutedStream, RoutedStream
 
 __all__ = [
     "Admission",

@@ -22,7 +22,7 @@ from .outcome import Failure
 from .policy import ModelConfig
 from .providers import Provider
 from .routing import RoutedMessage
-from .stream_state import Salvaged
+from .streaming.stitcher import Salvaged
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from .events import AttemptEnded, AttemptStarted, Failover, Funnel, RequestEnded
 from .outcome import Failure, Kind
 from .policy import BackoffConfig
 from .routing import Attempt, RoutedMessage, Routing, attach_routing
-from .stream_state import Salvaged, Stitcher, resume_method
+from .streaming.stitcher import Salvaged, Stitcher, resume_method
 
 Steps = Generator[Command, Reply, None]
 

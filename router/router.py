@@ -17,8 +17,8 @@ from .policy import Policy, load_policy
 from .providers import make_provider
 from .reloading import LivePolicy, ProviderFactory, Snapshot
 from .routing import RoutedMessage
-from .stream_state import Stitcher
-from .streaming import AsyncRoutedStream, RoutedStream
+from .streaming.routed import AsyncRoutedStream, RoutedStream
+from .streaming.stitcher import Stitcher
 
 _RESERVED = {"model": "the policy chooses the model: pass route= (a route of the policy) instead of model=",
              "stream": "use Router.stream() / Router.astream() for streaming"}

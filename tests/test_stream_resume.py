@@ -15,8 +15,8 @@ from anthropic.types import Message, RawMessageStreamEvent
 from router import Router, StreamInterrupted, parse_policy
 from router.outcome import Failure, Kind, WireError
 from router.policy import ModelConfig
-from router.stitch_text import PREAMBLE_MAX
-from router.stream_state import Salvaged, Stitcher
+from router.streaming.stitcher import Salvaged, Stitcher
+from router.streaming.text_match import PREAMBLE_MAX
 from router.testing import FakeServer, Fault, anthropic_events
 
 from .conftest import KEYS, USER

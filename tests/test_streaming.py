@@ -9,7 +9,7 @@ import pytest
 from anthropic.types import Message
 
 from router import AllModelsFailed, Kind, Router, StreamInterrupted, parse_policy
-from router.stream_state import CONTINUE_PROMPT, resume_method
+from router.streaming.stitcher import CONTINUE_PROMPT, resume_method
 from router.testing import FakeServer, Fault
 
 from .conftest import KEYS, USER
@@ -96,7 +96,7 @@ def test_stitcher_joins_the_streamed_pieces_of_every_block_kind() -> None:
     from anthropic.types.raw_message_delta_event import Delta
 
     from router.policy import ModelConfig
-    from router.stream_state import Stitcher
+    from router.streaming.stitcher import Stitcher
 
     def delta(index: int, d: object) -> RawContentBlockDeltaEvent:
         return RawContentBlockDeltaEvent(type="content_block_delta", index=index, delta=d)  # type: ignore[arg-type]

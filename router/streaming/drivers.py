@@ -1,25 +1,24 @@
-"""`Router.stream()` / `astream()`: SDK-shaped stream objects over the failover plan, sync and async.
+"""The stream drivers: carry out a plan for a stream, feeding each attempt's events through the Stitcher.
 
-The stream drivers below are the only streaming code that differs between sync and async; what to emit,
-how to resume and when to give up live in `stream_state.Stitcher` and `plan.plan`.
+They are the only streaming code that differs between sync and async; what to emit, how to resume and
+when to give up live in `stitcher.Stitcher` and `plan.plan`.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import Any
 
 from anthropic.types import RawMessageStreamEvent
 
-from . import drivers
-from .budget import CURRENT, Budget, restore
-from .clock import Clock
-from .commands import Call, Plan, Reply, Sleep, StoreLike
-from .routing import RoutedMessage
-from .stream_state import Salvaged, Stitcher
+from .. import drivers
+from ..budget import CURRENT, Budget, restore
+from ..clock import Clock
+from ..commands import Call, Plan, Reply, Sleep, StoreLike
+from .stitcher import Salvaged, Stitcher
 
 
-def _events(
+def events(
     steps: Plan, stitcher: Stitcher, params: Mapping[str, Any], store: StoreLike, clock: Clock
 ) -> Generator[RawMessageStreamEvent, None, None]:
     reply: Reply = None
@@ -60,7 +59,7 @@ def _events(
             drivers.store_op(back, store)
 
 
-async def _aevents(
+async def aevents(
     steps: Plan, stitcher: Stitcher, params: Mapping[str, Any], store: StoreLike, clock: Clock
 ) -> AsyncGenerator[RawMessageStreamEvent, None]:
     reply: Reply = None
@@ -111,103 +110,3 @@ def _progress(budget: Budget, event: RawMessageStreamEvent) -> None:
     if budget.until_content is not None and getattr(event, "type", None) == "content_block_delta":
         budget.content_started()
     budget.check()
-
-
-def _text_of(event: RawMessageStreamEvent) -> str | None:
-    if event.type == "content_block_delta" and event.delta.type == "text_delta":
-        return event.delta.text
-    return None
-
-
-class RoutedStream:
-    """Like the SDK's `MessageStream`: iterate events, or `text_stream`, then `get_final_message()`."""
-
-    def __init__(
-        self, steps: Plan, stitcher: Stitcher, params: Mapping[str, Any], store: StoreLike, clock: Clock
-    ) -> None:
-        self._stitcher = stitcher
-        self._iterator = _events(steps, stitcher, params, store, clock)
-
-    def __enter__(self) -> RoutedStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __iter__(self) -> Iterator[RawMessageStreamEvent]:
-        return self._iterator
-
-    def __next__(self) -> RawMessageStreamEvent:
-        return next(self._iterator)
-
-    @property
-    def text_stream(self) -> Iterator[str]:
-        """The text deltas, stitched across models: what the caller would print."""
-        for event in self._iterator:
-            text = _text_of(event)
-            if text is not None:
-                yield text
-
-    def until_done(self) -> None:
-        for _ in self._iterator:
-            pass
-
-    def get_final_message(self) -> RoutedMessage:
-        """Wait for the end of the stream; the whole message, with `.routing`."""
-        self.until_done()
-        final = self._stitcher.final
-        assert isinstance(final, RoutedMessage)
-        return final
-
-    def get_final_text(self) -> str:
-        return "".join(b.text for b in self.get_final_message().content if b.type == "text")
-
-    def close(self) -> None:
-        """Stop now: closes the HTTP response and counts nothing against the model."""
-        self._iterator.close()
-
-
-class AsyncRoutedStream:
-    """Like the SDK's `AsyncMessageStream`."""
-
-    def __init__(
-        self, steps: Plan, stitcher: Stitcher, params: Mapping[str, Any], store: StoreLike, clock: Clock
-    ) -> None:
-        self._stitcher = stitcher
-        self._iterator = _aevents(steps, stitcher, params, store, clock)
-
-    async def __aenter__(self) -> AsyncRoutedStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def __aiter__(self) -> AsyncIterator[RawMessageStreamEvent]:
-        return self._iterator
-
-    async def __anext__(self) -> RawMessageStreamEvent:
-        return await self._iterator.__anext__()
-
-    @property
-    async def text_stream(self) -> AsyncIterator[str]:
-        async for event in self._iterator:
-            text = _text_of(event)
-            if text is not None:
-                yield text
-
-    async def until_done(self) -> None:
-        async for _ in self._iterator:
-            pass
-
-    async def get_final_message(self) -> RoutedMessage:
-        await self.until_done()
-        final = self._stitcher.final
-        assert isinstance(final, RoutedMessage)
-        return final
-
-    async def get_final_text(self) -> str:
-        message = await self.get_final_message()
-        return "".join(b.text for b in message.content if b.type == "text")
-
-    async def close(self) -> None:
-        await self._iterator.aclose()

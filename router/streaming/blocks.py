@@ -12,7 +12,7 @@ from anthropic.types import (
     RawContentBlockStopEvent,
 )
 
-from .outcome import WireError
+from ..outcome import WireError
 
 _Indexed = TypeVar("_Indexed", RawContentBlockStartEvent, RawContentBlockDeltaEvent, RawContentBlockStopEvent)
 

@@ -3,7 +3,7 @@
 The caller sees one clean Anthropic event stream. Before the first content delta, events are held back,
 so a failure there is invisible and the next attempt simply starts over. After content has flowed, a
 broken attempt is resumed on the next model: its message_start is swallowed, its blocks are renumbered
-to follow the caller's, and its text is joined to the text sent without repeats (`stream_takeover`).
+to follow the caller's, and its text is joined to the text sent without repeats (`takeover`).
 A break once the message is already complete (after message_delta, or after a finished tool call) ends
 the message there instead (`Salvaged`). Events are dispatched on their `type`: unknown types pass
 through, malformed events raise `WireError`. The driver feeds events and reports how each attempt ended;
@@ -29,13 +29,13 @@ from anthropic.types import (
 from anthropic.types.raw_message_delta_event import Delta
 from pydantic import BaseModel
 
-from .errors import StreamInterrupted
-from .outcome import Failure, Kind
-from .policy import ModelConfig
-from .routing import Attempt
-from .stream_blocks import KNOWN_DELTAS, Block, Content, malformed, reindexed
-from .stream_takeover import Takeover
-from .stream_usage import Tokens
+from ..errors import StreamInterrupted
+from ..outcome import Failure, Kind
+from ..policy import ModelConfig
+from ..routing import Attempt
+from .blocks import KNOWN_DELTAS, Block, Content, malformed, reindexed
+from .takeover import Takeover
+from .usage import Tokens
 
 CONTINUE_PROMPT = (
     "Your previous reply was cut off. Continue it exactly from where it stopped, without repeating "

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from anthropic.types import RawContentBlockDeltaEvent, RawContentBlockStartEvent, RawMessageStreamEvent, TextDelta
 
-from .stitch_text import TextMatch
-from .stream_blocks import KNOWN_DELTAS, Content, malformed
+from .blocks import KNOWN_DELTAS, Content, malformed
+from .text_match import TextMatch
 
 Events = list[RawMessageStreamEvent]
 

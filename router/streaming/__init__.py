@@ -1,0 +1,1 @@
+"""Streams: the caller's stream objects, their drivers, and stitching attempts into one answer."""
