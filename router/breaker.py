@@ -35,6 +35,7 @@ class BreakerInfo:
     retry_at: float | None
     probe_in_flight: bool = False
     cooling_until: float | None = None
+    forced: bool = False  # held open by an operator (force_open) until force_close() or reset()
 
 
 #: Called after a state change, outside any lock: (alias, old_state, new_state).
@@ -66,6 +67,14 @@ class BreakerStore(Protocol):
         """Operator action: close the breaker, zero its count, end any cooldown and probe lease."""
         ...
 
+    def force_open(self, alias: str, now: float) -> None:
+        """Operator action: open the breaker and keep it open, with no probe, until force_close()/reset()."""
+        ...
+
+    def force_close(self, alias: str) -> None:
+        """Operator action: close the breaker and zero its count (a cooldown stays)."""
+        ...
+
     def info(self, alias: str, now: float) -> BreakerInfo: ...
 
 
@@ -79,8 +88,8 @@ _PYBREAKER_NAMES = {
 class _Slot:
     """One model's breaker: pybreaker's state and counter, plus the monotonic times pybreaker lacks."""
 
-    __slots__ = ("breaker", "config", "cooling_until", "lease", "lease_until", "lock", "moves", "opened_at",
-                 "retry_at", "storage", "wait")
+    __slots__ = ("breaker", "config", "cooling_until", "forced", "lease", "lease_until", "lock", "moves",
+                 "opened_at", "retry_at", "storage", "wait")
 
     def __init__(self, alias: str, config: BreakerConfig) -> None:
         self.lock = threading.Lock()
@@ -96,10 +105,11 @@ class _Slot:
         self.lease = 0
         self.lease_until: float | None = None
         self.cooling_until: float | None = None
+        self.forced = False
 
     def read(self) -> BreakerState:
         return BreakerState(_PYBREAKER_NAMES[self.storage.state], self.storage.counter, self.wait, self.opened_at,
-                            self.retry_at, self.lease, self.lease_until, self.cooling_until)
+                            self.retry_at, self.lease, self.lease_until, self.cooling_until, self.forced)
 
     def write(self, new: BreakerState) -> None:
         if _PYBREAKER_NAMES[self.storage.state] != new.state:
@@ -110,6 +120,7 @@ class _Slot:
             self.storage.increment_counter()
         self.wait, self.opened_at, self.retry_at = new.wait, new.opened_at, new.retry_at
         self.lease, self.lease_until, self.cooling_until = new.lease, new.lease_until, new.cooling_until
+        self.forced = new.forced
 
 
 class MemoryStore:
@@ -190,6 +201,12 @@ class MemoryStore:
     def reset(self, alias: str) -> None:
         self._apply(alias, self._slot(alias), rules.reset)
 
+    def force_open(self, alias: str, now: float) -> None:
+        self._apply(alias, self._slot(alias), lambda s, c: rules.force_open(s, c, now))
+
+    def force_close(self, alias: str) -> None:
+        self._apply(alias, self._slot(alias), rules.force_close)
+
     def info(self, alias: str, now: float) -> BreakerInfo:
         slot = self._slot(alias)
         with slot.lock:
@@ -198,8 +215,8 @@ class MemoryStore:
         if state == "open" and s.retry_at is not None and now >= s.retry_at:
             state = "half_open"  # it is half-open by time; the move happens when someone asks
         cooling = s.cooling_until if s.cooling_until is not None and now < s.cooling_until else None
-        return BreakerInfo(state, s.failures, s.opened_at, s.retry_at,
-                           s.lease_until is not None and now < s.lease_until, cooling)
+        return BreakerInfo(state if not s.forced else "open", s.failures, s.opened_at, s.retry_at,
+                           s.lease_until is not None and now < s.lease_until, cooling, s.forced)
 
     def _emit(self, alias: str, old: str, new: str) -> None:
         for hook in self._hooks:

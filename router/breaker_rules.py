@@ -11,6 +11,8 @@ the same rules, or test its own atomic scripts against them):
     half_open --probe neutral (400, cancelled)-->            half_open, lease released for the next asker
     any state --cooling (a 429's retry-after) until T-->     nobody is admitted before T: no call, no probe lease
     any state --reset() (operator)-->                        closed (count = 0, cooldown and lease cleared)
+    any state --force_open() (operator)-->                   open until force_close()/reset(): no probe either
+    any state --force_close() (operator)-->                  closed (count = 0; a cooldown stays)
 
 Results of calls admitted while closed that land after the breaker opened are ignored, and so are the
 reports of a probe whose lease another probe has since taken.
@@ -55,6 +57,7 @@ class BreakerState:
     lease: int = 0  # token of the newest probe lease
     lease_until: float | None = None  # the probe holding `lease` must report by then
     cooling_until: float | None = None  # a retry-after asked us not to call before then
+    forced: bool = False  # held open by an operator: no probe until force_close() or reset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,7 @@ def admit(state: BreakerState, config: BreakerConfig, now: float, lease_ttl: flo
     cooling = state.cooling_until is not None and now < state.cooling_until
     if state.state == "closed":
         return Change(state, Admission.COOLING if cooling else Admission.PERMIT)
-    if state.retry_at is not None and now < state.retry_at:
+    if state.forced or (state.retry_at is not None and now < state.retry_at):
         return Change(state, Admission.OPEN)
     if state.lease_until is not None and now < state.lease_until:
         return Change(state, Admission.OPEN)  # someone else is probing
@@ -144,6 +147,18 @@ def reset(state: BreakerState, config: BreakerConfig) -> Change:
     """Operator action: closed, count 0, no cooldown, no lease."""
     moved = (state.state, "closed") if state.state != "closed" else None
     return Change(closed(config, None, state.lease), None, moved)
+
+
+def force_open(state: BreakerState, config: BreakerConfig, now: float) -> Change:
+    """Operator action: open now and stay open (no probe) until force_close() or reset()."""
+    opened = dataclasses.replace(_open(state, now, state.wait or config.reset_timeout), forced=True, retry_at=None)
+    return Change(opened, None, (state.state, "open") if state.state != "open" else None)
+
+
+def force_close(state: BreakerState, config: BreakerConfig) -> Change:
+    """Operator action: closed with a zero count; unlike reset(), a cooldown a retry-after asked for stays."""
+    moved = (state.state, "closed") if state.state != "closed" else None
+    return Change(closed(config, state.cooling_until, state.lease), None, moved)
 
 
 def reconfigured(state: BreakerState, config: BreakerConfig) -> BreakerState:

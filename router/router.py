@@ -151,13 +151,24 @@ class Router:
 
     # -- state ------------------------------------------------------------------------------------
 
-    def reset(self, alias: str) -> None:
-        """Operator action: close `alias`'s breaker, zero its failure count, and end any cooldown a
-        retry-after imposed (e.g. after a provider sent an absurd one)."""
+    def _known(self, alias: str) -> str:
         models = self._live.snapshot.policy.models
         if alias not in models:
             raise KeyError(f"no model {alias!r} in the policy; models: {', '.join(models)}")
-        self._store.reset(alias)
+        return alias
+
+    def reset(self, alias: str) -> None:
+        """Operator action: close `alias`'s breaker, zero its failure count, and end any cooldown a
+        retry-after imposed (e.g. after a provider sent an absurd one)."""
+        self._store.reset(self._known(alias))
+
+    def force_open(self, alias: str) -> None:
+        """Operator action: send `alias` no traffic at all (no probe either) until force_close() or reset()."""
+        self._store.force_open(self._known(alias), self._clock.now())
+
+    def force_close(self, alias: str) -> None:
+        """Operator action: close `alias`'s breaker now and zero its count (a retry-after cooldown stays)."""
+        self._store.force_close(self._known(alias))
 
     def breakers(self) -> dict[str, BreakerInfo]:
         """The state of every model's breaker: {alias: BreakerInfo}."""
