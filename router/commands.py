@@ -54,7 +54,8 @@ class Sleep:
 
 
 class StoreLike(Protocol):
-    """The store operations' view of a breaker store: each method may return a value or an awaitable."""
+    """The store operations' view of a breaker store: each method may return a value or an awaitable.
+    A store may also offer `aadmit`, `arecord_success`, ... coroutines: the async drivers use those."""
 
     def admit(self, alias: str, now: float, lease_ttl: float) -> Any: ...
 
@@ -81,6 +82,10 @@ class Admit:
         result: Admission | Lease | Awaitable[Admission | Lease] = store.admit(self.alias, self.now, self.lease_ttl)
         return result
 
+    def arun(self, store: StoreLike) -> Any:
+        method = getattr(store, "aadmit", None)
+        return method(self.alias, self.now, self.lease_ttl) if method is not None else self.run(store)
+
 
 @dataclass(slots=True)
 class Succeeded:
@@ -90,6 +95,10 @@ class Succeeded:
 
     def run(self, store: StoreLike) -> Any:
         return store.record_success(self.alias, self.now, probe=self.probe)
+
+    def arun(self, store: StoreLike) -> Any:
+        method = getattr(store, "arecord_success", None)
+        return method(self.alias, self.now, probe=self.probe) if method is not None else self.run(store)
 
 
 @dataclass(slots=True)
@@ -103,6 +112,10 @@ class Failed:
     def run(self, store: StoreLike) -> Any:
         return store.record_failure(self.alias, self.now, probe=self.probe)
 
+    def arun(self, store: StoreLike) -> Any:
+        method = getattr(store, "arecord_failure", None)
+        return method(self.alias, self.now, probe=self.probe) if method is not None else self.run(store)
+
 
 @dataclass(slots=True)
 class Release:
@@ -114,6 +127,10 @@ class Release:
     def run(self, store: StoreLike) -> Any:
         return store.release(self.alias, probe=self.probe)
 
+    def arun(self, store: StoreLike) -> Any:
+        method = getattr(store, "arelease", None)
+        return method(self.alias, probe=self.probe) if method is not None else self.run(store)
+
 
 @dataclass(slots=True)
 class CoolDown:
@@ -122,6 +139,10 @@ class CoolDown:
 
     def run(self, store: StoreLike) -> Any:
         return store.cool_down(self.alias, self.until)
+
+    def arun(self, store: StoreLike) -> Any:
+        method = getattr(store, "acool_down", None)
+        return method(self.alias, self.until) if method is not None else self.run(store)
 
 
 @dataclass(slots=True)
@@ -132,11 +153,16 @@ class Peek:
     now: float
 
     def run(self, store: StoreLike) -> BreakerInfo | Awaitable[BreakerInfo | None] | None:
+        method = getattr(store, "peek", None) or store.info  # a shared store may answer from its local view
         try:
-            result: BreakerInfo | Awaitable[BreakerInfo | None] | None = store.info(self.alias, self.now)
+            result: BreakerInfo | Awaitable[BreakerInfo | None] | None = method(self.alias, self.now)
         except KeyError:  # removed by a reload meanwhile
             return None
         return result
+
+    def arun(self, store: StoreLike) -> Any:
+        method = getattr(store, "apeek", None) or getattr(store, "ainfo", None)
+        return method(self.alias, self.now) if method is not None else self.run(store)
 
 
 StoreOp = Admit | Succeeded | Failed | Release | CoolDown | Peek

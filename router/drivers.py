@@ -50,7 +50,7 @@ def store_op(command: StoreOp, store: StoreLike) -> Reply:
 async def astore_op(command: StoreOp, store: StoreLike) -> Reply:
     """A breaker-store operation, awaited when the store is async."""
     try:
-        result: Any = command.run(store)
+        result: Any = command.arun(store)
         if hasattr(result, "__await__"):
             result = await result
     except KeyError:

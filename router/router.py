@@ -56,7 +56,7 @@ class Router:
         self._clock = as_clock(clock)
         self._rng = rng or random.Random()
         self._events = Funnel(self._clock.now)
-        self._store: BreakerStore = store if store is not None else MemoryStore()
+        self._store: BreakerStore = store if store is not None else self._store_for(policy)
         subscribe = getattr(self._store, "subscribe", None)
         if subscribe is not None:  # every store that can tell its transitions tells them to the funnel
             subscribe(self._events.transition)
@@ -68,6 +68,15 @@ class Router:
                 warm = getattr(target.provider, "warm_up", None)
                 if warm is not None:
                     warm()
+
+    def _store_for(self, policy: Policy) -> BreakerStore:
+        """The policy's `state:` store (chosen once, when the Router is built), else breakers in memory."""
+        redis = policy.state.redis
+        if redis is None:
+            return MemoryStore()
+        from .redis_store import RedisStore
+
+        return RedisStore(redis.url.reveal(), prefix=redis.prefix, timeout=redis.timeout, now=self._clock.now)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], **kwargs: Any) -> Router:

@@ -15,8 +15,10 @@ from .model import (
     BreakerConfig,
     ModelConfig,
     Policy,
+    RedisConfig,
     RetryConfig,
     Secret,
+    StateConfig,
     StreamingConfig,
     TimeoutConfig,
     empty_mapping,
@@ -25,6 +27,25 @@ from .problems import Fatal, Findings, Problem, suggest
 from .routes import expand_routes
 from .schema import MERGED, TOP, Given, check_version, merge, read_section
 from .yaml_nodes import Map, Node, Scalar, describe
+
+
+def _available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _state(section: Given | None, found: Findings) -> StateConfig:
+    redis = section.value.get("redis") if section is not None and not section.broken else None
+    if redis is None or redis.broken or "url" not in redis.value or redis.value["url"].broken:
+        return StateConfig()
+    if not _available("redis"):
+        found.add(Problem("state.redis needs the redis package: pip install 'failover-router[redis]'",
+                          redis.line, redis.key))
+        return StateConfig()
+    fields = {name: g.value for name, g in redis.value.items() if not g.broken}
+    return StateConfig(RedisConfig(Secret(*fields.pop("url")), **fields))
 
 
 def _litellm_available() -> bool:
@@ -83,9 +104,10 @@ def build_policy(root: Node | None, found: Findings, env: Mapping[str, str] | No
     if "routes" in top and top["routes"].value and "default" not in top["routes"].value:
         found.warn(_NO_DEFAULT_ROUTE, top["routes"].line, "routes")
     streaming = StreamingConfig(**_leaves(top.get("streaming")))
+    state = _state(top.get("state"), found)
     if found.problems:
         return None
-    return Policy(1, MappingProxyType(models), MappingProxyType(routes), found.file, streaming, env)
+    return Policy(1, MappingProxyType(models), MappingProxyType(routes), found.file, streaming, env, state)
 
 
 def _defaults(root: Map, top: dict[str, Given]) -> dict[str, Given]:

@@ -85,6 +85,22 @@ class TimeoutConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisConfig:
+    """`state.redis`: breaker state shared through this Redis. The URL may hold a password: a Secret."""
+
+    url: Secret
+    prefix: str = "fr"
+    timeout: float = 0.05  # the most one call to Redis may take before the router uses local breakers
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """`state:`: where breaker state lives (None: in each process's memory)."""
+
+    redis: RedisConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StreamingConfig:
     on_interrupt: str = "resume"  # "resume" on the next model, or "raise" StreamInterrupted
 
@@ -122,3 +138,4 @@ class Policy:
     # The env mapping the policy was loaded with (the caller's own object, for reloads); None: os.environ.
     # It may hold secrets: never in repr, and not part of equality.
     env: Mapping[str, str] | None = field(default=None, repr=False, compare=False, hash=False)
+    state: StateConfig = StateConfig()

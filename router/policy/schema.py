@@ -236,6 +236,16 @@ def _base_url(node: Node, key: str) -> str:
     return text
 
 
+def _redis_url(node: Node, key: str) -> tuple[str, str]:
+    """(source, value) for the Secret of a Redis URL (it may carry a password: never echoed)."""
+    text = _text(node, key)
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise Problem("expected a redis://, rediss:// or unix:// URL, e.g. ${REDIS_URL}", node.line, key)
+    refs = getattr(node, "refs", ())
+    source = "".join(f"${{{name}}}" for name in refs) if getattr(node, "env_only", False) else "literal"
+    return source, text
+
+
 def _api_key(node: Node, key: str) -> tuple[str, str]:
     """(source, value) for a Secret; messages never echo the value, describe() only says what it is."""
     if not isinstance(node, Scalar) or not isinstance(node.value, str):
@@ -337,6 +347,8 @@ _RETRY = Section({"attempts": _integer(1, 100), "backoff": _BACKOFF, "max_retry_
 _TIMEOUT_KEYS = ("connect", "read", "total", "stream_idle", "first_byte", "first_token")
 _TIMEOUT = Section({name: _duration(zero_ok=False) for name in _TIMEOUT_KEYS})
 _STREAMING = Section({"on_interrupt": _choice(ON_INTERRUPT)})
+_REDIS = Section({"url": _redis_url, "prefix": _text, "timeout": _duration(zero_ok=False)}, required=("url",))
+_STATE = Section({"redis": _REDIS})
 _OUTCOMES = Open(_outcome_class, _outcome_name, "outcome override")
 _DEFAULTS = Section({"breaker": _BREAKER, "retry": _RETRY, "timeout": _TIMEOUT, "outcomes": _OUTCOMES})
 _MODEL = Section(
@@ -360,6 +372,7 @@ TOP = Section(
         "version": check_version,
         "defaults": _DEFAULTS,
         "streaming": _STREAMING,
+        "state": _STATE,
         "models": Open(_MODEL, _name, "model", non_empty=True),
         "routes": Open(_route, _name, "route", non_empty=True),
     },
