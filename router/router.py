@@ -56,6 +56,7 @@ class Router:
         self._clock = as_clock(clock)
         self._rng = rng or random.Random()
         self._events = Funnel(self._clock.now)
+        self._owns_store = store is None  # a store the caller passed may serve other Routers: theirs to close
         self._store: BreakerStore = store if store is not None else self._store_for(policy)
         subscribe = getattr(self._store, "subscribe", None)
         if subscribe is not None:  # every store that can tell its transitions tells them to the funnel
@@ -197,14 +198,25 @@ class Router:
     # -- lifetime ---------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every provider's HTTP clients."""
+        """Close every provider's HTTP clients (and the breaker store the Router made from its policy)."""
         for target in self._live.snapshot.targets.values():
             target.provider.close()
+        self._close_store()
 
     async def aclose(self) -> None:
         """Close every provider's HTTP clients, the async ones included (call from the event loop)."""
         for target in self._live.snapshot.targets.values():
             await target.provider.aclose()
+        aclose = getattr(self._store, "aclose", None)
+        if self._owns_store and aclose is not None:
+            await aclose()
+        else:
+            self._close_store()
+
+    def _close_store(self) -> None:
+        close = getattr(self._store, "close", None)
+        if self._owns_store and close is not None:
+            close()
 
     async def __aenter__(self) -> Router:
         return self

@@ -98,6 +98,13 @@ class RedisStore:
         self._watcher.stop()
         self._client.close()
 
+    async def aclose(self) -> None:
+        """close(), and the async client of the running event loop (other loops' are dropped with them)."""
+        found = self._aclients.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found[0].aclose()
+        self.close()
+
     def _key(self, alias: str) -> str:
         return f"{{{self.prefix}:{alias}}}:breaker"
 
