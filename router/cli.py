@@ -1,4 +1,4 @@
-"""The `failover-router` command: demo, validate."""
+"""The `failover-router` command: demo, validate, simulate."""
 
 from __future__ import annotations
 
@@ -59,6 +59,22 @@ def _demo(args: argparse.Namespace) -> int:
         return 2
 
 
+SIMULATE_DESCRIPTION = """\
+Play TIMELINE (requests over time, and when each model of POLICY fails and how) on the real routing
+engine, with in-process fake models and a virtual clock: an hour of traffic takes seconds, and nothing
+is called. Prints the requests whose path changed (--requests), every breaker transition, a summary
+(requests per model, requests failed, calls the faulty models received, time back to the primary)
+and a picture; --json prints the same as one JSON document. Exit 0 once played, 2 for a policy or a
+timeline that cannot be read.
+"""
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from .simulate.command import run_simulate
+
+    return run_simulate(args.policy, args.timeline, as_json=args.json, requests=args.requests)
+
+
 def _more_than_zero(unit: str) -> Callable[[str], float]:
     """An argparse type: a finite number above 0 (argparse reports the error and exits 2)."""
 
@@ -98,6 +114,18 @@ def _parser() -> argparse.ArgumentParser:
         "validate", help="check a policy file; exit 1 with every problem found if it is invalid"
     )
     validate.add_argument("path")
+    simulate = sub.add_parser(
+        "simulate", help="play a timeline of requests and model faults on the real engine, in virtual time",
+        description=SIMULATE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    simulate.add_argument("policy", metavar="POLICY", help="the policy file (nothing it names is called)")
+    simulate.add_argument("timeline", metavar="TIMELINE", help="the timeline file (YAML)")
+    simulate.add_argument("--json", action="store_true", help="print one JSON document instead of the report")
+    simulate.add_argument(
+        "--requests", choices=("changes", "all", "none"), default="changes",
+        help="request lines: each request whose path differs from the one before (the default, at most "
+        "100), every request, or none",
+    )
     return parser
 
 
@@ -105,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "validate":
         return _validate(args.path)
+    if args.command == "simulate":
+        return _simulate(args)
     return _demo(args)
 
 
