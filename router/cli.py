@@ -1,4 +1,4 @@
-"""The `failover-router` command: demo, validate, simulate."""
+"""The `failover-router` command: demo, validate, simulate, status, force-open, force-close, reset."""
 
 from __future__ import annotations
 
@@ -126,6 +126,17 @@ def _parser() -> argparse.ArgumentParser:
         help="request lines: each request whose path differs from the one before (the default, at most "
         "100), every request, or none",
     )
+    status = sub.add_parser("status", help="every model's breaker as the fleet sees it (with state: redis)")
+    status.add_argument("policy", metavar="POLICY")
+    status.add_argument("--json", action="store_true", help="one JSON document (per refresh with --watch)")
+    status.add_argument("--watch", nargs="?", const=1.0, type=_more_than_zero("seconds"), metavar="SECONDS",
+                        help="refresh every SECONDS (default 1) until Ctrl-C")
+    for name, what in (("force-open", "send the model no traffic, not even a probe, until force-close or reset"),
+                       ("force-close", "close the model's breaker now and zero its count"),
+                       ("reset", "close the breaker, zero its count and end any retry-after cooldown")):
+        action = sub.add_parser(name, help=f"{what} (for the whole fleet with state: redis)")
+        action.add_argument("policy", metavar="POLICY")
+        action.add_argument("alias", metavar="MODEL", help="a model alias of the policy")
     return parser
 
 
@@ -135,6 +146,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(args.path)
     if args.command == "simulate":
         return _simulate(args)
+    if args.command == "status":
+        from .status import status
+
+        return status(args.policy, as_json=args.json, watch=args.watch)
+    if args.command in ("force-open", "force-close", "reset"):
+        from .status import operate
+
+        return operate(args.policy, args.alias, args.command)
     return _demo(args)
 
 
