@@ -99,3 +99,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="run the long chaos soak (a few thousand requests) instead of the short default one",
     )
+
+
+from ._redis import redis_factory, redis_server  # noqa: E402, F401  (a real redis-server: tests/_redis.py)

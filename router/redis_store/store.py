@@ -148,6 +148,7 @@ class RedisStore:
         values = [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
         if self._down:
             self._down, self._backoff = False, 0.0
+            self._local = self._fresh_local()  # shared state wins; the next outage starts from a clean slate
             log.warning("redis at %s answers again: breaker state is shared again", self._where())
         cooling = _float(values[6])
         self._views[alias] = _View(values[4], int(values[5] or 0), now + cooling if cooling is not None else None,
@@ -168,6 +169,14 @@ class RedisStore:
             self._down = True
             log.warning("redis at %s is unreachable (%s): using this process's own breakers until it "
                         "answers again", self._where(), type(exc).__name__)
+
+    def _fresh_local(self) -> MemoryStore:
+        local = MemoryStore()
+        for hook in self._hooks:
+            local.subscribe(hook)
+        for alias, config in self._configs.items():
+            local.configure(alias, config)
+        return local
 
     def _where(self) -> str:
         return self.url.rsplit("@", 1)[-1]  # never the password part of redis://user:pass@host
