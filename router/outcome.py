@@ -196,6 +196,8 @@ def classify(exc: BaseException, overrides: Mapping[str, str] | None = None) -> 
         status = exc.status_code
         error_type: str | None = exc.type
         kind = classify_status(status, error_type, exc.error_code, overrides, exc.message)
+        if status == 200 and kind in (Kind.CALLER, Kind.TOO_LARGE):
+            kind = Kind.SERVER_FAILURE  # an `error` event inside a 200 stream: as for an envelope in a 2xx
         return Failure(
             kind=kind,
             status=status,

@@ -27,7 +27,6 @@ StreamInterrupted: type[BaseException] | None = getattr(router, "StreamInterrupt
 
 # Statuses the router never hands to the caller: they are classified and failed over.
 _NEVER_RAISED = frozenset({401, 402, 403, 408, 409, 429})
-_CALLER_TYPES = frozenset({"invalid_request_error", "not_found_error", "request_too_large"})
 
 
 @dataclass(frozen=True)
@@ -56,11 +55,9 @@ def kind_of(exc: BaseException) -> str:
     if StreamInterrupted is not None and isinstance(exc, StreamInterrupted):
         return "interrupted"
     if isinstance(exc, anthropic.APIStatusError):
-        # The SDK's own exception for a request the fallback would fail the same way: a 4xx, or an
-        # `error` event of a caller type inside a 200 stream (the SDK raises it with status_code 200).
+        # The SDK's own exception for a request the fallback would fail the same way: a 4xx. (An `error`
+        # event of a caller type inside a 200 stream contradicts its status: it fails over, never raised.)
         if 400 <= exc.status_code < 500 and exc.status_code not in _NEVER_RAISED:
-            return "caller"
-        if exc.status_code == 200 and getattr(exc, "type", None) in _CALLER_TYPES:
             return "caller"
     return "other"
 

@@ -174,6 +174,8 @@ class Stitcher:
         handler = self._HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is None:  # ping, or a type added after this code was written: passed through untouched
             return self._out(event) if isinstance(kind, str) else []
+        if not self._attempt_started and kind != "message_start":
+            raise malformed(f"{kind} before message_start")  # no id, no usage: not a Message
         return handler(self, event)
 
     def _delta(self, event: RawContentBlockDeltaEvent) -> Events:
