@@ -54,11 +54,12 @@ def kind_of(exc: BaseException) -> str:
         return "all_failed"
     if StreamInterrupted is not None and isinstance(exc, StreamInterrupted):
         return "interrupted"
-    if isinstance(exc, anthropic.APIStatusError):
-        # The SDK's own exception for a request the fallback would fail the same way: a 4xx. (An `error`
-        # event of a caller type inside a 200 stream contradicts its status: it fails over, never raised.)
-        if 400 <= exc.status_code < 500 and exc.status_code not in _NEVER_RAISED:
-            return "caller"
+    # The SDK's own exception for a request the fallback would fail the same way: a 4xx. (An `error`
+    # event of a caller type inside a 200 stream contradicts its status: it fails over, never raised.)
+    if isinstance(exc, anthropic.APIStatusError) and 400 <= exc.status_code < 500 and (
+        exc.status_code not in _NEVER_RAISED
+    ):
+        return "caller"
     return "other"
 
 
