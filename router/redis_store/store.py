@@ -62,6 +62,8 @@ class RedisStore:
         self._configs: dict[str, BreakerConfig] = {}
         self._views: dict[str, _View] = {}
         self._keys: dict[str, str] = {}  # hash key -> alias, for pub/sub messages
+        # Bumped when pub/sub says a model changed: a reply read before the change must not become the view.
+        self._generation: dict[str, int] = {}
         self._local = MemoryStore()
         self._hooks: tuple[TransitionHook, ...] = ()
         self._down = False
@@ -111,6 +113,7 @@ class RedisStore:
     def _stale(self, key: str) -> None:
         alias = self._keys.get(key)
         if alias is not None:
+            self._generation[alias] = self._generation.get(alias, 0) + 1
             self._views.pop(alias, None)
 
     # -- the hot path -----------------------------------------------------------------------------
@@ -143,16 +146,19 @@ class RedisStore:
     def _usable(self, now: float) -> bool:
         return not self._down or now >= self._retry_at
 
-    def _learn(self, alias: str, reply: list[Any], now: float) -> list[str]:
-        """Decode a script's answer, refresh the local view, tell the hooks of a transition we caused."""
+    def _learn(self, alias: str, reply: list[Any], now: float, generation: int) -> list[str]:
+        """Decode a script's answer, refresh the local view (unless pub/sub said the model changed since
+        the script ran: then the reply may be older than the change), tell the hooks of our transitions."""
         values = [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
         if self._down:
             self._down, self._backoff = False, 0.0
             self._local = self._fresh_local()  # shared state wins; the next outage starts from a clean slate
             log.warning("redis at %s answers again: breaker state is shared again", self._where())
         cooling = _float(values[6])
-        self._views[alias] = _View(values[4], int(values[5] or 0), now + cooling if cooling is not None else None,
-                                   values[8] == "1", now)
+        view = _View(values[4], int(values[5] or 0), now + cooling if cooling is not None else None,
+                     values[8] == "1", now)
+        if self._generation.get(alias, 0) == generation:
+            self._views[alias] = view
         if values[2]:
             for hook in self._hooks:
                 try:
@@ -185,23 +191,25 @@ class RedisStore:
         if alias not in self._configs or not self._usable(now):
             return None
         keys, args = self._args(op, alias, extra)
+        generation = self._generation.get(alias, 0)
         try:
             reply = self._scripts[op](keys=keys, args=args)
         except self._redis.RedisError as exc:
             self._failed(exc, now)
             return None
-        return self._learn(alias, reply, now)
+        return self._learn(alias, reply, now, generation)
 
     async def _acall(self, op: str, alias: str, now: float, extra: tuple[Any, ...]) -> list[str] | None:
         if alias not in self._configs or not self._usable(now):
             return None
         keys, args = self._args(op, alias, extra)
+        generation = self._generation.get(alias, 0)
         try:
             reply = await self._ascripts()[op](keys=keys, args=args)
         except self._redis.RedisError as exc:
             self._failed(exc, now)
             return None
-        return self._learn(alias, reply, now)
+        return self._learn(alias, reply, now, generation)
 
     def _ascripts(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
