@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from benchmarks import imports, open_breaker, outage, overhead, streaming, throughput
+from benchmarks import fleet, imports, open_breaker, outage, overhead, streaming, throughput
 from benchmarks.common import (
     RESULTS_DIR,
     ROOT,
@@ -39,6 +39,7 @@ FIGURES: dict[str, Figure] = {
     "throughput": throughput.run,
     "streaming": streaming.run,
     "imports": imports.run,
+    "fleet": fleet.run,
 }
 
 
