@@ -11,7 +11,7 @@ a frozen dataclass costs four times as much to build (0.8 µs against 0.2 µs ea
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,6 +41,7 @@ class Call:
     send its response head within `first_byte` and its first content within `first_token`."""
 
     target: Target
+    params: Mapping[str, Any]  # the Messages API request for this attempt (a resumed stream's included)
     timeout: float
     probe: Lease | None
     first_byte: float | None = None

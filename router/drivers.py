@@ -8,7 +8,6 @@ operation (awaited when the store is async). The stream drivers in `streaming.py
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from typing import Any
 
 from .budget import CURRENT, LIMIT_NAMES, Budget
@@ -68,7 +67,7 @@ def release_pending(pending: Call | None, store: StoreLike) -> Release | None:
     return Release(pending.target.alias, pending.probe)
 
 
-def run(steps: Plan, params: Mapping[str, Any], store: StoreLike, clock: Clock) -> RoutedMessage:
+def run(steps: Plan, store: StoreLike, clock: Clock) -> RoutedMessage:
     """Carry out a plan with blocking I/O."""
     reply: Reply = None
     pending: Call | None = None
@@ -81,7 +80,7 @@ def run(steps: Plan, params: Mapping[str, Any], store: StoreLike, clock: Clock) 
                 budget = budget_for(pending, clock)
                 token = CURRENT.set(budget)
                 try:
-                    reply = provider.call(params, pending.timeout)
+                    reply = provider.call(pending.params, pending.timeout)
                 except Exception as exc:
                     reply = with_wire_facts(provider.classify(exc), budget, pending)
                 finally:
@@ -102,7 +101,7 @@ def run(steps: Plan, params: Mapping[str, Any], store: StoreLike, clock: Clock) 
             store_op(back, store)
 
 
-async def arun(steps: Plan, params: Mapping[str, Any], store: StoreLike, clock: Clock) -> RoutedMessage:
+async def arun(steps: Plan, store: StoreLike, clock: Clock) -> RoutedMessage:
     """Carry out a plan with asyncio."""
     reply: Reply = None
     pending: Call | None = None
@@ -115,7 +114,7 @@ async def arun(steps: Plan, params: Mapping[str, Any], store: StoreLike, clock: 
                 budget = budget_for(pending, clock)
                 token = CURRENT.set(budget)
                 try:
-                    reply = await provider.acall(params, pending.timeout)
+                    reply = await provider.acall(pending.params, pending.timeout)
                 except Exception as exc:
                     reply = with_wire_facts(provider.classify(exc), budget, pending)
                 finally:

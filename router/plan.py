@@ -13,8 +13,9 @@ not tried again in the same request while another model can serve it; a stream t
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from anthropic.types import Message
 
@@ -44,6 +45,7 @@ class _Request:
 
     route: str
     chain: Sequence[Target]
+    params: Mapping[str, Any]
     clock: Callable[[], float]
     rng: random.Random
     deadline: float | None
@@ -89,6 +91,7 @@ def _callable(info: Reply) -> bool:
 def plan(
     route: str,
     chain: Sequence[Target],
+    params: Mapping[str, Any],
     clock: Callable[[], float],
     rng: random.Random,
     emit: Funnel,
@@ -100,7 +103,7 @@ def plan(
     With `stream`, the request is a stream: models that cannot take over a stream that already sent
     content are passed over, and an interruption that cannot be resumed raises StreamInterrupted.
     """
-    req = _Request(route, chain, clock, rng, deadline, stream, emit, clock())
+    req = _Request(route, chain, params, clock, rng, deadline, stream, emit, clock())
     try:
         for index, target in enumerate(chain):
             skipped = _passed_over(req, target)
@@ -148,8 +151,8 @@ def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, 
             return None
         probe = admission if isinstance(admission, Lease) else None
         shared = req.deadline is not None and (yield from req.others_can_serve(index, started))
-        call = _call(req, target, remaining, probe, started, shared)
         note = _begin(req, target, probe, started)
+        call = _call(req, target, remaining, probe, started, shared)
         reply = yield call  # if the caller cancels here, the driver hands the probe lease back
         ended = req.clock()
         if isinstance(reply, Message):
@@ -197,9 +200,10 @@ def _call(req: _Request, target: Target, remaining: float, probe: Lease | None, 
     if req.stream is None:
         if share is not None and share < timeout:
             timeout, limit = share, "half of what was left of timeout=, since another model could still serve"
-        return Call(target, timeout, probe, limit=limit)
+        return Call(target, req.params, timeout, probe, limit=limit)
     first_token = t.first_token if share is None else min(t.first_token, share)
-    return Call(target, timeout, probe, min(t.first_byte, first_token), first_token, limit)
+    request = req.stream.request(req.params, target.config)  # a resumed stream asks to continue the answer
+    return Call(target, request, timeout, probe, min(t.first_byte, first_token), first_token, limit)
 
 
 def _record(

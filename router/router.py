@@ -100,13 +100,13 @@ class Router:
 
     def complete(self, *, route: str = "default", timeout: float | None = None, **params: Any) -> RoutedMessage:
         """Like `anthropic.Anthropic().messages.create(...)`, served by the first model of `route` that can."""
-        return drivers.run(self._plan(route, timeout, params), params, self._store, self._clock)
+        return drivers.run(self._plan(route, timeout, params), self._store, self._clock)
 
     async def acomplete(
         self, *, route: str = "default", timeout: float | None = None, **params: Any
     ) -> RoutedMessage:
         """Like `await anthropic.AsyncAnthropic().messages.create(...)`, with failover."""
-        return await drivers.arun(self._plan(route, timeout, params), params, self._store, self._clock)
+        return await drivers.arun(self._plan(route, timeout, params), self._store, self._clock)
 
     def stream(
         self, *, route: str = "default", timeout: float | None = None, on_interrupt: str | None = None,
@@ -118,7 +118,7 @@ class Router:
         """
         stitcher = self._stitcher(on_interrupt)
         steps = self._plan(route, timeout, params, stitcher)
-        return RoutedStream(steps, stitcher, params, self._store, self._clock)
+        return RoutedStream(steps, stitcher, self._store, self._clock)
 
     def astream(
         self, *, route: str = "default", timeout: float | None = None, on_interrupt: str | None = None,
@@ -127,7 +127,7 @@ class Router:
         """Like `anthropic.AsyncAnthropic().messages.stream(...)`; use with `async with`."""
         stitcher = self._stitcher(on_interrupt)
         steps = self._plan(route, timeout, params, stitcher)
-        return AsyncRoutedStream(steps, stitcher, params, self._store, self._clock)
+        return AsyncRoutedStream(steps, stitcher, self._store, self._clock)
 
     def _stitcher(self, on_interrupt: str | None) -> Stitcher:
         mode = on_interrupt or self._live.snapshot.policy.streaming.on_interrupt
@@ -147,7 +147,7 @@ class Router:
             raise UnknownRoute(route, list(snapshot.routes)) from None
         now = self._clock.now
         deadline = now() + timeout if timeout is not None else None
-        return plan.plan(route, chain, now, self._rng, self._events, deadline, stream)
+        return plan.plan(route, chain, params, now, self._rng, self._events, deadline, stream)
 
     # -- events -----------------------------------------------------------------------------------
 

@@ -6,8 +6,7 @@ when to give up live in `stitcher.Stitcher` and `plan.plan`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Generator
 
 from anthropic.types import RawMessageStreamEvent
 
@@ -19,7 +18,7 @@ from .stitcher import Salvaged, Stitcher
 
 
 def events(
-    steps: Plan, stitcher: Stitcher, params: Mapping[str, Any], store: StoreLike, clock: Clock
+    steps: Plan, stitcher: Stitcher, store: StoreLike, clock: Clock
 ) -> Generator[RawMessageStreamEvent, None, None]:
     reply: Reply = None
     pending: Call | None = None
@@ -38,7 +37,7 @@ def events(
             budget = drivers.budget_for(pending, clock)
             token = CURRENT.set(budget)
             try:
-                with provider.stream(stitcher.request(params, pending.target.config), pending.timeout) as events:
+                with provider.stream(pending.params, pending.timeout) as events:
                     for event in events:
                         _progress(budget, event)
                         yield from stitcher.feed(event)
@@ -60,7 +59,7 @@ def events(
 
 
 async def aevents(
-    steps: Plan, stitcher: Stitcher, params: Mapping[str, Any], store: StoreLike, clock: Clock
+    steps: Plan, stitcher: Stitcher, store: StoreLike, clock: Clock
 ) -> AsyncGenerator[RawMessageStreamEvent, None]:
     reply: Reply = None
     pending: Call | None = None
@@ -79,8 +78,7 @@ async def aevents(
             budget = drivers.budget_for(pending, clock)
             token = CURRENT.set(budget)
             try:
-                request = stitcher.request(params, pending.target.config)
-                async with provider.astream(request, pending.timeout) as events:
+                async with provider.astream(pending.params, pending.timeout) as events:
                     async for event in events:
                         _progress(budget, event)
                         for out in stitcher.feed(event):

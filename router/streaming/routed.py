@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
 
 from anthropic.types import RawMessageStreamEvent
 
@@ -23,11 +22,9 @@ def _text_of(event: RawMessageStreamEvent) -> str | None:
 class RoutedStream:
     """Like the SDK's `MessageStream`: iterate events, or `text_stream`, then `get_final_message()`."""
 
-    def __init__(
-        self, steps: Plan, stitcher: Stitcher, params: Mapping[str, Any], store: StoreLike, clock: Clock
-    ) -> None:
+    def __init__(self, steps: Plan, stitcher: Stitcher, store: StoreLike, clock: Clock) -> None:
         self._stitcher = stitcher
-        self._iterator = events(steps, stitcher, params, store, clock)
+        self._iterator = events(steps, stitcher, store, clock)
 
     def __enter__(self) -> RoutedStream:
         return self
@@ -71,11 +68,9 @@ class RoutedStream:
 class AsyncRoutedStream:
     """Like the SDK's `AsyncMessageStream`."""
 
-    def __init__(
-        self, steps: Plan, stitcher: Stitcher, params: Mapping[str, Any], store: StoreLike, clock: Clock
-    ) -> None:
+    def __init__(self, steps: Plan, stitcher: Stitcher, store: StoreLike, clock: Clock) -> None:
         self._stitcher = stitcher
-        self._iterator = aevents(steps, stitcher, params, store, clock)
+        self._iterator = aevents(steps, stitcher, store, clock)
 
     async def __aenter__(self) -> AsyncRoutedStream:
         return self
