@@ -4,7 +4,8 @@ KEYS[1] is the model's hash, KEYS[2] its probe-lease key; both carry the same {h
 keys sit in one Cluster slot. ARGV[1] is the pub/sub channel. Every script reads the server's clock
 (`TIME`), never a process's, and returns the model's state afterwards as the same list:
 
-    {answer, token, old, new, state, failures, cooling_until - now, retry_at - now, forced, version}
+    {answer, token, old, new, state, failures, cooling_until - now, retry_at - now, forced, version,
+     holding (a probe token is out)}   (INFO adds: lease key alive, seconds since opened)
 
 Hash fields: s (c | o | h), f (consecutive failures), w (the current open wait), oa / ra (opened /
 retry at, server time), pt (token of the current probe lease, "" if none), lt (last token handed out),
@@ -34,7 +35,11 @@ local function save(fields)
   fields[#fields + 1] = 'v'
   fields[#fields + 1] = v
   redis.call('HSET', k, unpack(fields))
-  redis.call('EXPIRE', k, keep)
+  if fo == '1' then
+    redis.call('PERSIST', k)  -- forced open: for as long as the operator says, not until the keys expire
+  else
+    redis.call('EXPIRE', k, keep)
+  end
   redis.call('PUBLISH', channel, k)
 end
 local function open(wait, forced)
@@ -54,7 +59,9 @@ local function answer(a, token, old, new)
   if cu and now < cu then cooling = tostring(cu - now) end
   local retry = ''
   if ra then retry = tostring(ra - now) end
-  return {a, token or '', old or '', new or '', s, f, cooling, retry, fo, v}
+  local holding = '0'
+  if pt ~= '' then holding = '1' end
+  return {a, token or '', old or '', new or '', s, f, cooling, retry, fo, v, holding}
 end
 """
 
@@ -92,7 +99,9 @@ if token == '' then
   end
   return answer('ok')
 end
-if s ~= 'h' or pt ~= token or redis.call('GET', lk) ~= token then return answer('stale') end
+-- As in the rules: the probe holds its token until another admit reopens the breaker (a success that
+-- lands just after the lease key expired, before anyone asked, still closes it).
+if s ~= 'h' or pt ~= token then return answer('stale') end
 close(reset_timeout, true)
 return answer('ok', nil, 'half_open', 'closed')
 """
@@ -159,7 +168,7 @@ if redis.call('EXISTS', lk) == 1 then probing = '1' end
 local oa = ''
 if h[4] and h[4] ~= '' then oa = tostring(now - tonumber(h[4])) end
 local a = answer('info')
-a[11] = probing
-a[12] = oa
+a[12] = probing
+a[13] = oa
 return a
 """

@@ -31,6 +31,8 @@ class _View:
     cooling_until: float | None
     forced: bool
     fetched: float
+    retry_at: float | None = None  # when an open breaker may be probed
+    holding: bool = False  # a probe token is out (half-open)
 
 
 def _float(text: Any) -> float | None:
@@ -55,8 +57,7 @@ class RedisStore:
         self._redis = redis
         self.url, self.prefix, self.timeout, self.poll = url, prefix, timeout, poll
         self._now = now
-        self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                            retry_on_timeout=False, health_check_interval=0)
+        self._client = redis.Redis.from_url(url, **self._client_options(redis))
         self._scripts = {name: self._client.register_script(src) for name, src in _SOURCES.items()}
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._configs: dict[str, BreakerConfig] = {}
@@ -67,6 +68,7 @@ class RedisStore:
         self._local = MemoryStore()
         self._hooks: tuple[TransitionHook, ...] = ()
         self._down = False
+        self._epoch = 0  # counts outages: a reply to a call sent before the latest one says nothing of now
         self._retry_at = 0.0
         self._backoff = 0.0
         self._lock = threading.Lock()
@@ -75,6 +77,19 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self.prefix!r}, down={self._down})"
+
+    def _client_options(self, redis: Any, aio: bool = False) -> dict[str, Any]:
+        """Every call bounded by `timeout`; one immediate retry, on a fresh connection, when a pooled one
+        died with an old server (not on a timeout: a slow Redis is not asked twice)."""
+        from redis import retry as sretry
+        from redis.asyncio import retry as aretry
+        from redis.backoff import NoBackoff
+
+        Retry: Any = aretry.Retry if aio else sretry.Retry
+
+        return {"socket_timeout": self.timeout, "socket_connect_timeout": self.timeout, "retry_on_timeout": False,
+                "retry": Retry(NoBackoff(), 1), "retry_on_error": [redis.ConnectionError],
+                "health_check_interval": 0}
 
     # -- set-up -----------------------------------------------------------------------------------
 
@@ -146,17 +161,21 @@ class RedisStore:
     def _usable(self, now: float) -> bool:
         return not self._down or now >= self._retry_at
 
-    def _learn(self, alias: str, reply: list[Any], now: float, generation: int) -> list[str]:
+    def _learn(self, alias: str, reply: list[Any], now: float, generation: int, epoch: int) -> list[str] | None:
         """Decode a script's answer, refresh the local view (unless pub/sub said the model changed since
-        the script ran: then the reply may be older than the change), tell the hooks of our transitions."""
+        the script ran: then the reply may be older than the change), tell the hooks of our transitions.
+        None for the answer to a call sent before an outage began: the local breakers decide now."""
         values = [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
-        if self._down:
-            self._down, self._backoff = False, 0.0
-            self._local = self._fresh_local()  # shared state wins; the next outage starts from a clean slate
-            log.warning("redis at %s answers again: breaker state is shared again", self._where())
-        cooling = _float(values[6])
+        with self._lock:
+            if epoch != self._epoch:
+                return None
+            if self._down:
+                self._down, self._backoff = False, 0.0
+                self._local = self._fresh_local()  # shared state wins; the next outage starts clean
+                log.warning("redis at %s answers again: breaker state is shared again", self._where())
+        cooling, retry = _float(values[6]), _float(values[7])
         view = _View(values[4], int(values[5] or 0), now + cooling if cooling is not None else None,
-                     values[8] == "1", now)
+                     values[8] == "1", now, now + retry if retry is not None else None, values[10] == "1")
         if self._generation.get(alias, 0) == generation:
             self._views[alias] = view
         if values[2]:
@@ -167,14 +186,18 @@ class RedisStore:
                     log.exception("breaker transition hook failed for %s", alias)
         return values
 
-    def _failed(self, exc: Exception, now: float) -> None:
-        self._views.clear()
-        self._backoff = min(30.0, max(1.0, self._backoff * 2))
-        self._retry_at = now + self._backoff
-        if not self._down:
-            self._down = True
-            log.warning("redis at %s is unreachable (%s): using this process's own breakers until it "
-                        "answers again", self._where(), type(exc).__name__)
+    def _failed(self, exc: Exception, now: float, epoch: int) -> None:
+        with self._lock:
+            self._views.clear()
+            if self._down and (epoch != self._epoch or now < self._retry_at):
+                return  # calls that failed together back off once, not once each
+            self._backoff = min(30.0, max(1.0, self._backoff * 2))
+            self._retry_at = now + self._backoff
+            if not self._down:
+                self._down = True
+                self._epoch += 1
+                log.warning("redis at %s is unreachable (%s): using this process's own breakers until it "
+                            "answers again", self._where(), type(exc).__name__)
 
     def _fresh_local(self) -> MemoryStore:
         local = MemoryStore()
@@ -191,25 +214,25 @@ class RedisStore:
         if alias not in self._configs or not self._usable(now):
             return None
         keys, args = self._args(op, alias, extra)
-        generation = self._generation.get(alias, 0)
+        generation, epoch = self._generation.get(alias, 0), self._epoch
         try:
             reply = self._scripts[op](keys=keys, args=args)
         except self._redis.RedisError as exc:
-            self._failed(exc, now)
+            self._failed(exc, now, epoch)
             return None
-        return self._learn(alias, reply, now, generation)
+        return self._learn(alias, reply, now, generation, epoch)
 
     async def _acall(self, op: str, alias: str, now: float, extra: tuple[Any, ...]) -> list[str] | None:
         if alias not in self._configs or not self._usable(now):
             return None
         keys, args = self._args(op, alias, extra)
-        generation = self._generation.get(alias, 0)
+        generation, epoch = self._generation.get(alias, 0), self._epoch
         try:
             reply = await self._ascripts()[op](keys=keys, args=args)
         except self._redis.RedisError as exc:
-            self._failed(exc, now)
+            self._failed(exc, now, epoch)
             return None
-        return self._learn(alias, reply, now, generation)
+        return self._learn(alias, reply, now, generation, epoch)
 
     def _ascripts(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -217,8 +240,7 @@ class RedisStore:
         if found is None:
             from redis import asyncio as aredis
 
-            client = aredis.Redis.from_url(self.url, socket_timeout=self.timeout,
-                                           socket_connect_timeout=self.timeout, retry_on_timeout=False)
+            client = aredis.Redis.from_url(self.url, **self._client_options(self._redis, aio=True))
             found = (client, {name: client.register_script(src) for name, src in _SOURCES.items()})
             self._aclients[loop] = found
         scripts_: dict[str, Any] = found[1]
@@ -235,33 +257,51 @@ class RedisStore:
             return Lease(int(values[1]))
         return _ADMISSIONS[values[0]]
 
+    def _local_admit(self, alias: str, now: float, lease_ttl: float) -> Admission | Lease:
+        # A lease from the local breakers gets a negative token, so it can never be taken for (and hand
+        # back) the fleet's lease of the same number once Redis is back.
+        answer = self._local.admit(alias, now, lease_ttl)
+        return Lease(-answer.token) if isinstance(answer, Lease) else answer
+
     def admit(self, alias: str, now: float, lease_ttl: float) -> Admission | Lease:
         quick = self._quick_admit(alias, now)
         if quick is not None:
             return quick
         values = self._call("admit", alias, now, self._admit_args(alias, lease_ttl))
-        return self._local.admit(alias, now, lease_ttl) if values is None else self._admission(values)
+        return self._local_admit(alias, now, lease_ttl) if values is None else self._admission(values)
 
     async def aadmit(self, alias: str, now: float, lease_ttl: float) -> Admission | Lease:
         quick = self._quick_admit(alias, now)
         if quick is not None:
             return quick
         values = await self._acall("admit", alias, now, self._admit_args(alias, lease_ttl))
-        return self._local.admit(alias, now, lease_ttl) if values is None else self._admission(values)
+        return self._local_admit(alias, now, lease_ttl) if values is None else self._admission(values)
+
+    @staticmethod
+    def _is_local(probe: Lease | None) -> bool:
+        return probe is not None and probe.token < 0
+
+    @staticmethod
+    def _as_local(probe: Lease | None) -> Lease | None:
+        return Lease(-probe.token) if probe is not None and probe.token < 0 else probe
 
     def _token(self, probe: Lease | None) -> str:
         return str(probe.token) if probe is not None else ""
 
     def record_success(self, alias: str, now: float, *, probe: Lease | None) -> None:
+        if self._is_local(probe):
+            return self._local.record_success(alias, now, probe=self._as_local(probe))
         if self._quiet_success(alias, now, probe):
-            return
+            return None
         extra = (self._token(probe), (self._configs.get(alias) or BreakerConfig()).reset_timeout)
         if self._call("success", alias, now, extra) is None:
             self._local.record_success(alias, now, probe=probe)
 
     async def arecord_success(self, alias: str, now: float, *, probe: Lease | None) -> None:
+        if self._is_local(probe):
+            return self._local.record_success(alias, now, probe=self._as_local(probe))
         if self._quiet_success(alias, now, probe):
-            return
+            return None
         extra = (self._token(probe), (self._configs.get(alias) or BreakerConfig()).reset_timeout)
         if await self._acall("success", alias, now, extra) is None:
             self._local.record_success(alias, now, probe=probe)
@@ -271,18 +311,26 @@ class RedisStore:
         return (self._token(probe), config.failure_threshold, config.reset_timeout, config.max_reset_timeout)
 
     def record_failure(self, alias: str, now: float, *, probe: Lease | None) -> bool:
+        if self._is_local(probe):
+            return self._local.record_failure(alias, now, probe=self._as_local(probe))
         values = self._call("failure", alias, now, self._failure_args(alias, probe))
         return self._local.record_failure(alias, now, probe=probe) if values is None else values[0] == "open"
 
     async def arecord_failure(self, alias: str, now: float, *, probe: Lease | None) -> bool:
+        if self._is_local(probe):
+            return self._local.record_failure(alias, now, probe=self._as_local(probe))
         values = await self._acall("failure", alias, now, self._failure_args(alias, probe))
         return self._local.record_failure(alias, now, probe=probe) if values is None else values[0] == "open"
 
     def release(self, alias: str, *, probe: Lease | None) -> None:
+        if self._is_local(probe):
+            return self._local.release(alias, probe=self._as_local(probe))
         if probe is not None and self._call("release", alias, self._now(), (self._token(probe),)) is None:
             self._local.release(alias, probe=probe)
 
     async def arelease(self, alias: str, *, probe: Lease | None) -> None:
+        if self._is_local(probe):
+            return self._local.release(alias, probe=self._as_local(probe))
         if probe is not None and await self._acall("release", alias, self._now(), (self._token(probe),)) is None:
             self._local.release(alias, probe=probe)
 
@@ -321,9 +369,9 @@ class RedisStore:
         state, retry, cooling = _NAMES[values[4]], _float(values[7]), _float(values[6])
         if state == "open" and retry is not None and retry <= 0:
             state = "half_open"  # half-open by time; the move happens when someone asks
-        since = _float(values[11])
+        since = _float(values[12])
         return BreakerInfo(state, int(values[5] or 0), now - since if since is not None else None,
-                           now + retry if retry is not None else None, values[10] == "1",
+                           now + retry if retry is not None else None, values[11] == "1",
                            now + cooling if cooling is not None else None, values[8] == "1")
 
     async def ainfo(self, alias: str, now: float) -> BreakerInfo:
@@ -336,8 +384,11 @@ class RedisStore:
         if view is None:
             return self.info(alias, now)
         state = {"c": "closed", "o": "open", "h": "half_open"}[view.state]
+        probing = view.state == "h" and view.holding
+        if state == "open" and not view.forced and view.retry_at is not None and now >= view.retry_at:
+            state = "half_open"  # half-open by time; the move happens when someone asks
         cooling = view.cooling_until if view.cooling_until is not None and now < view.cooling_until else None
-        return BreakerInfo(state, view.failures, None, None, view.state == "h", cooling, view.forced)
+        return BreakerInfo(state, view.failures, None, view.retry_at, probing, cooling, view.forced)
 
     async def apeek(self, alias: str, now: float) -> BreakerInfo:
         view = self._fresh(alias, now)
