@@ -716,14 +716,19 @@ def _commands(server: RedisServer) -> dict[str, int]:
     finally:
         client.close()
     calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
-    for mine in ("info", "config|resetstat", "hello", "client|setinfo", "ping"):
+    for mine in ("info", "config|resetstat", "hello", "client|setinfo", "ping", "pubsub|numsub"):
         calls.pop(mine, None)
     return {name: n for name, n in calls.items() if n}
 
 
-def _reset_stats(server: RedisServer) -> None:
+def _reset_stats(server: RedisServer, channel: str) -> None:
+    """Zero the server's command stats, once the store's pub/sub watcher (a thread) has subscribed."""
     client = server.client()
     try:
+        give_up = time.monotonic() + 5.0
+        while int(dict(client.pubsub_numsub(channel)).get(channel.encode(), 0)) < 1:
+            assert time.monotonic() < give_up, "the store's watcher never subscribed"
+            time.sleep(0.01)
         client.config_resetstat()
     finally:
         client.close()
@@ -735,7 +740,7 @@ def test_the_hot_path_costs_no_round_trip(redis_server: RedisServer) -> None:
     try:
         assert store.admit(ALIAS, time.monotonic(), 5.0) is Admission.PERMIT  # learns the view: 1 round trip
         store.record_success(ALIAS, time.monotonic(), probe=None)
-        _reset_stats(redis_server)
+        _reset_stats(redis_server, store.channel)
         started = time.monotonic()
         for _ in range(100):
             assert store.admit(ALIAS, time.monotonic(), 5.0) is Admission.PERMIT
@@ -751,10 +756,11 @@ def test_the_hot_path_costs_no_round_trip(redis_server: RedisServer) -> None:
 
 def test_the_hot_path_through_a_router_costs_no_round_trip(redis_server: RedisServer, fake_server: FakeServer
                                                             ) -> None:
-    r = Router(parse_policy(_with_redis(policy_yaml(fake_server.url), redis_server.url), env=KEYS))
+    prefix = _prefix()
+    r = Router(parse_policy(_with_redis(policy_yaml(fake_server.url), redis_server.url, prefix), env=KEYS))
     try:
         assert r.complete(messages=USER, max_tokens=8).routing.model == "primary"
-        _reset_stats(redis_server)
+        _reset_stats(redis_server, f"{prefix}:breaker-changes")
         started = time.monotonic()
         for _ in range(100):
             assert r.complete(messages=USER, max_tokens=8).routing.model == "primary"
