@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from benchmarks import fleet, imports, open_breaker, outage, overhead, streaming, throughput
+from benchmarks import client_cpu, fleet, imports, open_breaker, outage, overhead, streaming, throughput
 from benchmarks.common import (
     RESULTS_DIR,
     ROOT,
@@ -34,6 +34,7 @@ from benchmarks.common import (
 
 FIGURES: dict[str, Figure] = {
     "overhead": overhead.run,
+    "client_cpu": client_cpu.run,
     "open_breaker": open_breaker.run,
     "outage": outage.run,
     "throughput": throughput.run,
