@@ -57,10 +57,11 @@ class Budget:
         """The timeout for one socket operation: its own `timeout`, or what is left of the budget if less.
         Raises `error` when nothing is left."""
         limit, why = self.end, "total"
-        if self.until_head is not None and self.headers is None and self.until_head < limit:
-            limit, why = self.until_head, "first_byte"
-        if self.until_content is not None and self.until_content < limit:
-            limit, why = self.until_content, "first_token"
+        until_head, until_content = self.until_head, self.until_content
+        if until_head is not None and self.headers is None and until_head < limit:
+            limit, why = until_head, "first_byte"
+        if until_content is not None and until_content < limit:
+            limit, why = until_content, "first_token"
         left = limit - self.clock()
         if timeout is not None and timeout < left:
             self.why = None

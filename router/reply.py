@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 from anthropic.types import Message
 
 from .outcome import WireError
+
+
+def usable(reply: object) -> TypeGuard[Message]:
+    """True if `reply` is a usable Message: type "message", role "assistant", a list of typed content
+    blocks, an id and a usage. The check `judge` makes, alone, for the success path: it needs no status,
+    content type or request id, which only a refusal reports."""
+    if not isinstance(reply, Message):
+        return False
+    values = reply.__dict__
+    content = values.get("content")
+    if not (
+        values.get("type") == "message"
+        and values.get("role") == "assistant"
+        and isinstance(content, list)
+        and isinstance(values.get("id"), str)
+        and values.get("usage") is not None
+    ):
+        return False
+    return all(isinstance(getattr(block, "type", None), str) for block in content)
 
 
 def judge(reply: object, status: int | None, content_type: str | None, request_id: str | None) -> Message:
@@ -16,18 +35,9 @@ def judge(reply: object, status: int | None, content_type: str | None, request_i
     with no fields for `{}`, a Message of type "error" for an error envelope. Checked here, cheaply:
     type "message", role "assistant", a list of typed content blocks, an id and a usage.
     """
+    if usable(reply):
+        return reply
     if isinstance(reply, Message):
-        values = reply.__dict__
-        content = values.get("content")
-        if (
-            values.get("type") == "message"
-            and values.get("role") == "assistant"
-            and isinstance(content, list)
-            and isinstance(values.get("id"), str)
-            and values.get("usage") is not None
-            and all(isinstance(getattr(block, "type", None), str) for block in content)
-        ):
-            return reply
         envelope = _envelope(reply)
         if envelope is not None:
             error_type, message = envelope

@@ -18,8 +18,8 @@ from ..budget import CURRENT
 from ..outcome import Failure, Kind, WireError, classify
 from ..policy import ModelConfig
 from ..redact import scrub_exception
-from ..reply import judge
-from .deadline import LIMITS, AsyncTransport, Transport, on_response, on_response_async
+from ..reply import judge, usable
+from .deadline import LIMITS, AsyncTransport, Transport
 from .deadline import tls_context as _tls
 
 _NO_KEY = ("no API key: set api_key: ${ANTHROPIC_API_KEY} on this model in the policy, or export "
@@ -35,10 +35,11 @@ def _keep(future: Any) -> None:
 
 
 class _HttpClient(anthropic.DefaultHttpxClient):
-    """The SDK's default sync HTTP client on our deadline transport; closed when dropped, as the SDK's own is."""
+    """The SDK's default sync HTTP client on our deadline transport (which also records each response head in
+    the attempt's Budget); closed when dropped, as the SDK's own is."""
 
     def __init__(self) -> None:
-        super().__init__(transport=Transport(_tls(), LIMITS), limits=LIMITS, event_hooks={"response": [on_response]})
+        super().__init__(transport=Transport(_tls(), LIMITS), limits=LIMITS)
 
     def __del__(self) -> None:
         if not self.is_closed:
@@ -50,9 +51,7 @@ class _AsyncHttpClient(anthropic.DefaultAsyncHttpxClient):
     """The async twin. Its connections belong to one event loop; dropped inside that loop, it closes them."""
 
     def __init__(self) -> None:
-        super().__init__(
-            transport=AsyncTransport(_tls(), LIMITS), limits=LIMITS, event_hooks={"response": [on_response_async]}
-        )
+        super().__init__(transport=AsyncTransport(_tls(), LIMITS), limits=LIMITS)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def __del__(self) -> None:
@@ -197,25 +196,47 @@ class AnthropicProvider:
             return self._timeout
         return anthropic.Timeout(budget, connect=min(t.connect, budget))
 
+    # call() and acall() run on every request: what _enter / _timeout_for / _leave / _judged do is spelled out
+    # in them (the same steps, under the same lock), since each Python call costs more between SDK calls, with
+    # the CPU caches cold, than its few lines suggest.
+
     def call(self, params: Mapping[str, Any], timeout: float) -> Message:
-        client = self._enter()
+        with self._lock:  # _enter()
+            self._inflight += 1
+            client = self._sync
+            if client is None:
+                client = self._sync = self._build_sync()
         try:
-            reply = client.messages.create(model=self.config.model, timeout=self._timeout_for(timeout), **params)
+            config = self.config
+            reply = client.messages.create(
+                model=config.model,
+                timeout=self._timeout if timeout >= config.timeout.read else self._timeout_for(timeout),
+                **params,
+            )
         finally:
-            if self._leave():
+            with self._lock:  # _leave()
+                self._inflight -= 1
+                last = self._retired and self._inflight == 0
+            if last:
                 self.close()
-        return _judged(reply)
+        return reply if usable(reply) else _judged(reply)
 
     async def acall(self, params: Mapping[str, Any], timeout: float) -> Message:
         client = self._aenter()
         try:
+            config = self.config
             reply = await client.messages.create(
-                model=self.config.model, timeout=self._timeout_for(timeout), **params
+                model=config.model,
+                timeout=self._timeout if timeout >= config.timeout.read else self._timeout_for(timeout),
+                **params,
             )
         finally:
-            if self._leave():
+            with self._lock:  # _leave()
+                self._inflight -= 1
+                last = self._retired and self._inflight == 0
+            if last:
                 await self.aclose()
-        return _judged(reply)
+        return reply if usable(reply) else _judged(reply)
 
     def _stream_timeout(self, budget: float) -> anthropic.Timeout:
         # Between stream events the socket read timeout is the idle limit: a stall raises ReadTimeout.
@@ -301,6 +322,8 @@ class AnthropicProvider:
 
 
 def _judged(reply: object) -> Message:
+    if usable(reply):  # the success path: what the head said is only needed to describe a refusal
+        return reply
     budget = CURRENT.get()
     if budget is None:
         return judge(reply, None, None, None)

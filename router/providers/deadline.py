@@ -2,21 +2,25 @@
 
 httpx's timeouts are per operation: a server that sends one byte a second, or one SSE event now and
 then, never trips them. The transport the Anthropic clients use has a network backend that shortens
-every socket operation's timeout to what is left of the current attempt's budget. The response hook
-records what the head said (status, headers), so an attempt whose body later fails keeps its request id.
+every socket operation's timeout to what is left of the current attempt's budget. The transport records
+what the head said (status, headers), so an attempt whose body later fails keeps its request id.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import functools
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
+import anyio
+import anyio.abc
 import httpcore2
 import httpx2
+from httpcore2._backends.anyio import AnyIOStream as _AnyIOStream
+from httpcore2._backends.sync import SyncStream as _SocketStream
 
 from ..budget import CURRENT
 
@@ -43,7 +47,8 @@ def _bound(timeout: float | None, error: type[Exception]) -> float | None:
 
 
 def on_response(response: httpx2.Response) -> None:
-    """httpx response hook: the head has arrived (runs before the body is read)."""
+    """httpx response hook: the head has arrived (runs before the body is read). The transports below record
+    the head themselves; this is for clients on other transports."""
     budget = CURRENT.get()
     if budget is not None:
         budget.status = response.status_code
@@ -54,18 +59,65 @@ async def on_response_async(response: httpx2.Response) -> None:
     on_response(response)
 
 
+def _translated(exc: Exception) -> Exception | None:
+    """The httpx2 exception of the same name for an httpcore2 one, as httpx2's own transport raises them;
+    None for any other exception (to be re-raised as it is)."""
+    if type(exc).__module__.split(".", 1)[0] != "httpcore2":
+        return None
+    mapped = getattr(httpx2, type(exc).__name__, None)
+    if not (isinstance(mapped, type) and issubclass(mapped, httpx2.TransportError)):
+        mapped = httpx2.TransportError
+    error: Exception = mapped(str(exc))
+    return error
+
+
 # -- sync -------------------------------------------------------------------------------------------
 
 
 class _Stream(httpcore2.NetworkStream):
+    """A network stream whose every read and write is bounded by the attempt's Budget. On httpcore2's own
+    socket stream (plain or TLS) it reads and writes the socket itself, exactly as that stream does, so a
+    socket operation costs one Python frame instead of three plus a context manager."""
+
     def __init__(self, inner: httpcore2.NetworkStream) -> None:
         self._inner = inner
+        self._sock: socket.socket | None = inner.get_extra_info("socket") if type(inner) is _SocketStream else None
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _bound(timeout, httpcore2.ReadTimeout))
+        budget = CURRENT.get()
+        if budget is not None:
+            timeout = budget.bound(timeout, httpcore2.ReadTimeout)
+        sock = self._sock
+        if sock is None:
+            return self._inner.read(max_bytes, timeout)
+        try:  # httpcore2's SyncStream.read, with its exception map spelled out
+            sock.settimeout(timeout)
+            return sock.recv(max_bytes)
+        except TimeoutError as exc:  # socket.timeout
+            raise httpcore2.ReadTimeout(exc) from exc
+        except OSError as exc:
+            raise httpcore2.ReadError(exc) from exc
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, _bound(timeout, httpcore2.WriteTimeout))
+        budget = CURRENT.get()
+        if budget is not None:
+            timeout = budget.bound(timeout, httpcore2.WriteTimeout)
+        sock = self._sock
+        if sock is None:
+            self._inner.write(buffer, timeout)
+            return
+        if not buffer:
+            return
+        try:  # httpcore2's SyncStream.write, with its exception map spelled out
+            view = memoryview(buffer)
+            while view:
+                sock.settimeout(timeout)
+                n = sock.send(view)
+                view = view[n:]
+        except TimeoutError as exc:  # socket.timeout
+            raise httpcore2.WriteTimeout(exc) from exc
+        except OSError as exc:
+            raise httpcore2.WriteError(exc) from exc
 
     def close(self) -> None:
         self._inner.close()
@@ -101,20 +153,6 @@ class _Backend(httpcore2.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-@contextlib.contextmanager
-def _mapped() -> Iterator[None]:
-    """httpcore2's exceptions as the httpx2 ones of the same name, as httpx2's own transport raises them."""
-    try:
-        yield
-    except Exception as exc:
-        if type(exc).__module__.split(".", 1)[0] != "httpcore2":
-            raise
-        mapped = getattr(httpx2, type(exc).__name__, None)
-        if not (isinstance(mapped, type) and issubclass(mapped, httpx2.TransportError)):
-            mapped = httpx2.TransportError
-        raise mapped(str(exc)) from exc
-
-
 def _core_request(request: httpx2.Request) -> httpcore2.Request:
     url = request.url
     return httpcore2.Request(
@@ -131,14 +169,24 @@ class _Body(httpx2.SyncByteStream):
         self._inner = inner
 
     def __iter__(self) -> Iterator[bytes]:
-        with _mapped():
+        try:
             yield from self._inner
+        except Exception as exc:
+            mapped = _translated(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     def close(self) -> None:
         close = getattr(self._inner, "close", None)
         if close is not None:
-            with _mapped():
+            try:
                 close()
+            except Exception as exc:
+                mapped = _translated(exc)
+                if mapped is None:
+                    raise
+                raise mapped from exc
 
 
 class Transport(httpx2.BaseTransport):
@@ -155,10 +203,20 @@ class Transport(httpx2.BaseTransport):
         )
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        with _mapped():
+        try:
             resp = self._pool.handle_request(_core_request(request))
-        assert isinstance(resp.stream, Iterable)
-        return httpx2.Response(resp.status, headers=resp.headers, stream=_Body(resp.stream), extensions=resp.extensions)
+        except Exception as exc:
+            mapped = _translated(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        stream = cast("Iterable[bytes]", resp.stream)  # a sync pool's (httpx2's own transport asserts it)
+        response = httpx2.Response(resp.status, headers=resp.headers, stream=_Body(stream), extensions=resp.extensions)
+        budget = CURRENT.get()
+        if budget is not None:  # the head has arrived: what it said outlives a body that fails later
+            budget.status = response.status_code
+            budget.headers = response.headers
+        return response
 
     def close(self) -> None:
         self._pool.close()
@@ -167,15 +225,57 @@ class Transport(httpx2.BaseTransport):
 # -- async ------------------------------------------------------------------------------------------
 
 
+#: asyncio's own timeout scope (3.11+): on asyncio it bounds an await as anyio.fail_after does, for under half
+#: its cost per socket operation. None before 3.11: then httpcore2's anyio stream bounds each operation itself.
+_asyncio_timeout = getattr(asyncio, "timeout", None)
+
+
 class _AsyncStream(httpcore2.AsyncNetworkStream):
+    """The async twin of `_Stream`. On httpcore2's anyio stream (plain or TLS) it reads and writes that stream's
+    anyio byte stream itself, as httpcore2's does, with the same exceptions, but under asyncio's timeout scope
+    instead of anyio's fail_after (the router's async API runs on asyncio only)."""
+
     def __init__(self, inner: httpcore2.AsyncNetworkStream) -> None:
         self._inner = inner
+        self._stream: anyio.abc.ByteStream | None = (
+            inner._stream if _asyncio_timeout is not None and type(inner) is _AnyIOStream else None
+        )
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, _bound(timeout, httpcore2.ReadTimeout))
+        budget = CURRENT.get()
+        if budget is not None:
+            timeout = budget.bound(timeout, httpcore2.ReadTimeout)
+        stream = self._stream
+        if stream is None or _asyncio_timeout is None:  # (the second: for mypy; never true with a stream)
+            return await self._inner.read(max_bytes, timeout)
+        try:  # httpcore2's AnyIOStream.read, with its exception map spelled out
+            async with _asyncio_timeout(timeout):
+                try:
+                    return await stream.receive(max_bytes=max_bytes)
+                except anyio.EndOfStream:
+                    return b""
+        except TimeoutError as exc:
+            raise httpcore2.ReadTimeout(exc) from exc
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream) as exc:
+            raise httpcore2.ReadError(exc) from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, _bound(timeout, httpcore2.WriteTimeout))
+        budget = CURRENT.get()
+        if budget is not None:
+            timeout = budget.bound(timeout, httpcore2.WriteTimeout)
+        stream = self._stream
+        if stream is None or _asyncio_timeout is None:  # (the second: for mypy; never true with a stream)
+            await self._inner.write(buffer, timeout)
+            return
+        if not buffer:
+            return
+        try:  # httpcore2's AnyIOStream.write, with its exception map spelled out
+            async with _asyncio_timeout(timeout):
+                await stream.send(item=buffer)
+        except TimeoutError as exc:
+            raise httpcore2.WriteTimeout(exc) from exc
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream) as exc:
+            raise httpcore2.WriteError(exc) from exc
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -216,15 +316,25 @@ class _AsyncBody(httpx2.AsyncByteStream):
         self._inner = inner
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _mapped():
+        try:
             async for part in self._inner:
                 yield part
+        except Exception as exc:
+            mapped = _translated(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     async def aclose(self) -> None:
         close = getattr(self._inner, "aclose", None)
         if close is not None:
-            with _mapped():
+            try:
                 await close()
+            except Exception as exc:
+                mapped = _translated(exc)
+                if mapped is None:
+                    raise
+                raise mapped from exc
 
 
 class AsyncTransport(httpx2.AsyncBaseTransport):
@@ -241,11 +351,21 @@ class AsyncTransport(httpx2.AsyncBaseTransport):
         )
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        with _mapped():
+        try:
             resp = await self._pool.handle_async_request(_core_request(request))
-        return httpx2.Response(
+        except Exception as exc:
+            mapped = _translated(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        response = httpx2.Response(
             resp.status, headers=resp.headers, stream=_AsyncBody(resp.stream), extensions=resp.extensions
         )
+        budget = CURRENT.get()
+        if budget is not None:  # the head has arrived (see Transport)
+            budget.status = response.status_code
+            budget.headers = response.headers
+        return response
 
     async def aclose(self) -> None:
         await self._pool.aclose()
