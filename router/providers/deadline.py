@@ -19,8 +19,18 @@ import anyio
 import anyio.abc
 import httpcore2
 import httpx2
-from httpcore2._backends.anyio import AnyIOStream as _AnyIOStream
-from httpcore2._backends.sync import SyncStream as _SocketStream
+
+# A fast path reads and writes the socket of httpcore2's own streams directly. Their classes are private:
+# if a release moves them, the streams below fall back to httpcore2's public stream methods (slower, the
+# same behaviour) instead of failing at import.
+try:
+    from httpcore2._backends.anyio import AnyIOStream as _AnyIOStream
+except ImportError:  # pragma: no cover - depends on the httpcore2 release
+    _AnyIOStream = None  # type: ignore[assignment,misc]
+try:
+    from httpcore2._backends.sync import SyncStream as _SocketStream
+except ImportError:  # pragma: no cover
+    _SocketStream = None  # type: ignore[assignment,misc]
 
 from ..budget import CURRENT
 
