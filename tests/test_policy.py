@@ -337,7 +337,7 @@ def test_unknown_top_level_key() -> None:
     assert (e.line, e.key, e.suggestion) == (7, "modles", "models")
     e = error(BASE + "zzz: 1\n")
     assert (e.line, e.key, e.suggestion) == (7, "zzz", None)
-    assert "allowed: version, defaults, streaming, state, models, routes" in str(e)
+    assert "allowed: version, defaults, streaming, state, queue, status_page, models, routes" in str(e)
 
 
 def test_unknown_nested_key_with_did_you_mean() -> None:

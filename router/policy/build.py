@@ -15,17 +15,21 @@ from .model import (
     BreakerConfig,
     ModelConfig,
     Policy,
+    QueueConfig,
     RedisConfig,
     RetryConfig,
+    Route,
     Secret,
     StateConfig,
+    StatusPageConfig,
     StreamingConfig,
     TimeoutConfig,
     empty_mapping,
 )
 from .problems import Fatal, Findings, Problem, suggest
 from .routes import expand_routes
-from .schema import MERGED, TOP, Given, check_version, merge, read_section
+from .checks import check_version
+from .schema import MERGED, TOP, Given, merge, read_section
 from .yaml_nodes import Map, Node, Scalar, describe
 
 
@@ -46,6 +50,42 @@ def _state(section: Given | None, found: Findings) -> StateConfig:
         return StateConfig()
     fields = {name: g.value for name, g in redis.value.items() if not g.broken}
     return StateConfig(RedisConfig(Secret(*fields.pop("url")), **fields))
+
+
+def _queue(section: Given | None, routes: dict[str, Route], found: Findings) -> QueueConfig | None:
+    """The `queue:` section; every route that queues needs one."""
+    config = None
+    if section is not None and not section.broken:
+        fields = {name: g.value for name, g in section.value.items()}
+        backends = [name for name in ("sqlite", "redis") if name in fields]
+        if len(backends) != 1:
+            found.add(Problem("queue needs exactly one of sqlite: {path: ...} or redis: {url: ...}",
+                              section.line, section.key))
+        elif backends[0] == "sqlite":
+            path = fields.pop("sqlite")["path"].value
+            if not os.path.isabs(path) and found.file and os.path.exists(found.file):
+                path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(found.file)), path))
+            config = QueueConfig("sqlite", path=path, **fields)
+        else:
+            redis = fields.pop("redis")
+            if not _available("redis"):
+                found.add(Problem("queue.redis needs the redis package: pip install 'failover-router[redis]'",
+                                  section.line, "queue.redis"))
+            else:
+                extra = {"stream": redis["stream"].value} if "stream" in redis else {}
+                config = QueueConfig("redis", url=Secret(*redis["url"].value), **extra, **fields)
+    if config is None and (section is None or not section.broken):
+        for route in routes.values():
+            if route.on_exhausted.mode == "queue":
+                found.add(Problem("on_exhausted: queue needs a queue: section, e.g. queue: {sqlite: {path: "
+                                  "./router-queue.db}}", route.line, f"routes.{route.name}.on_exhausted"))
+    return config
+
+
+def _status_page(section: Given | None) -> StatusPageConfig | None:
+    if section is None or section.broken:
+        return None
+    return StatusPageConfig(**{name: g.value for name, g in section.value.items()})
 
 
 def _litellm_available() -> bool:
@@ -105,9 +145,12 @@ def build_policy(root: Node | None, found: Findings, env: Mapping[str, str] | No
         found.warn(_NO_DEFAULT_ROUTE, top["routes"].line, "routes")
     streaming = StreamingConfig(**_leaves(top.get("streaming")))
     state = _state(top.get("state"), found)
+    queue = _queue(top.get("queue"), routes, found)
+    status_page = _status_page(top.get("status_page"))
     if found.problems:
         return None
-    return Policy(1, MappingProxyType(models), MappingProxyType(routes), found.file, streaming, env, state)
+    return Policy(1, MappingProxyType(models), MappingProxyType(routes), found.file, streaming, env, state, queue,
+                  status_page)
 
 
 def _defaults(root: Map, top: dict[str, Given]) -> dict[str, Given]:

@@ -11,6 +11,8 @@ from typing import Any
 PROVIDERS = ("anthropic", "litellm")
 RESUME_METHODS = ("prefill", "continue", "restart")
 ON_INTERRUPT = ("resume", "raise")
+ON_EXHAUSTED = ("raise", "wait", "queue")
+STATUS_PAGE_ACTIONS = ("open", "lower_threshold", "log")
 OUTCOME_CLASSES = ("server_failure", "rate_limited", "account", "caller", "too_large")
 KNOWN_ERROR_TYPES = (
     "invalid_request_error",
@@ -122,10 +124,44 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Exhausted:
+    """A route's `on_exhausted`: what happens when every model of the route failed or is unavailable."""
+
+    mode: str = "raise"  # "raise" AllModelsFailed | "wait" for a model to be callable again | "queue" durably
+    wait_max: float = 30.0  # wait: the longest wait in all, within the caller's timeout=
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     name: str
     chain: tuple[str, ...]  # model aliases, routes named in the file already expanded inline
     line: int = 0
+    on_exhausted: Exhausted = Exhausted()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """`queue:`: where requests are kept when their route is exhausted (or `submit()`ted), and for how long."""
+
+    backend: str  # "sqlite" | "redis"
+    path: str | None = None  # sqlite: the database file (relative paths: to the policy file's folder)
+    url: Secret | None = None  # redis: may hold a password
+    stream: str = "fr:queue"  # redis: the stream key (also the prefix of the queue's other keys)
+    ttl: float = 86400.0  # a request not served within this ends as expired
+    lease: float = 60.0  # a worker's claim on a request; a dead worker's requests are claimed again after it
+    concurrency: int = 8  # requests one worker drains at once
+    attempts: int = 5  # drain rounds before a request ends as failed (each round: the route's whole chain)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusPageConfig:
+    """`status_page:`: a Statuspage v2 summary.json polled in the background."""
+
+    url: str
+    interval: float = 60.0
+    on_incident: str = "open"  # "open" the named model's breaker | "lower_threshold" to `threshold` | "log"
+    threshold: int = 1
+    timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,3 +175,5 @@ class Policy:
     # It may hold secrets: never in repr, and not part of equality.
     env: Mapping[str, str] | None = field(default=None, repr=False, compare=False, hash=False)
     state: StateConfig = StateConfig()
+    queue: QueueConfig | None = None
+    status_page: StatusPageConfig | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .model import Route
+from .model import Exhausted, Route
 from .problems import Findings, Problem, suggest
 from .schema import Given
 from .yaml_nodes import MAX_DEPTH
@@ -22,7 +22,11 @@ def expand_routes(given: dict[str, Given], aliases: frozenset[str] | None, found
             done[name] = _expand(name, stack, given, aliases, found, expand)
         return done[name]
 
-    return {name: Route(name, expand(name, ()), g.line) for name, g in given.items()}
+    routes = {}
+    for name, g in given.items():
+        exhausted = g.value.on_exhausted if g.value is not None else Exhausted()
+        routes[name] = Route(name, expand(name, ()), g.line, exhausted)
+    return routes
 
 
 Expand = Callable[[str, tuple[str, ...]], tuple[str, ...]]
@@ -38,12 +42,12 @@ def _expand(
     if len(stack) >= MAX_DEPTH:
         found.add(Problem(f"routes nest more than {MAX_DEPTH} levels deep", route.line, route.key))
         return ()
-    if not route.value:
+    if not route.value.entries:
         found.add(Problem(f"route '{name}' is empty; list at least one model", route.line, route.key))
         return ()
     chain: list[str] = []
     seen: set[str] = set()  # a set beside the list: membership tests stay O(1) for long chains
-    for entry in route.value:
+    for entry in route.value.entries:
         if (aliases is not None and entry.name in aliases) or (aliases is None and entry.name not in given):
             names: tuple[str, ...] = (entry.name,)
         elif entry.name in given:
