@@ -7,10 +7,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from anthropic.types import Message
+
 from .outcome import Kind
 from .routing import Attempt
 
 log = logging.getLogger("router")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStarted:
+    """A request begins on `route` (`stream` True for stream()/astream()).
+
+    `request` numbers the requests of this process: every event of one request carries the same number,
+    so a listener can tell concurrent requests apart. Times (`at`) are on the router's monotonic clock."""
+
+    route: str
+    stream: bool
+    at: float
+    request: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +36,7 @@ class AttemptStarted:
     model: str
     probe: bool
     at: float
+    request: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +46,8 @@ class AttemptEnded:
     route: str
     attempt: Attempt
     at: float
+    request: int = 0
+    message: Message | None = None  # the reply, when the attempt succeeded (usage, response id, stop reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +69,7 @@ class Failover:
     to_model: str
     reason: Kind
     at: float
+    request: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +81,7 @@ class StreamResumed:
     at_char: int
     method: str
     at: float
+    request: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +94,35 @@ class RequestEnded:
     error: str | None
     duration_s: float
     at: float
+    request: int = 0
 
 
-Event = AttemptStarted | AttemptEnded | BreakerTransition | Failover | StreamResumed | RequestEnded
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A request was kept in the durable queue as `ticket` (its route exhausted, or `submit()`)."""
+
+    route: str
+    ticket: str
+    reason: str  # "exhausted" | "submitted"
+    at: float
+    request: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Dequeued:
+    """A queued request ended: `state` "done" (served by `model`), "failed", "expired" or "canceled"."""
+
+    route: str
+    ticket: str
+    state: str
+    model: str | None
+    at: float
+
+
+Event = (
+    RequestStarted | AttemptStarted | AttemptEnded | BreakerTransition | Failover | StreamResumed | RequestEnded
+    | Queued | Dequeued
+)
 
 
 class Listener(Protocol):

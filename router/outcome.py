@@ -31,6 +31,7 @@ class Kind(str, enum.Enum):
     SAME_CREDENTIALS = "same_credentials"  # an earlier model with these credentials got an account error
     DEADLINE = "deadline"  # the request's own deadline ran out before this model could be tried
     CANNOT_RESUME = "cannot_resume"  # a broken stream cannot continue on this model (resume: restart)
+    WAITED = "waited"  # on_exhausted: wait: the request waited for this model to be callable again
 
     def __str__(self) -> str:
         return self.value
