@@ -58,3 +58,69 @@ class StreamInterrupted(RouterError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.partial_text, self.partial_message, self.attempts, self.reason))
+
+
+class Queued(RouterError):
+    """Every model of the route failed, and the route queues (`on_exhausted: queue`): the request is kept
+    durably as `.ticket`; `Router.result(ticket)` returns its message once a worker has served it.
+    `.attempts` are the tries that led here."""
+
+    def __init__(self, route: str, ticket: str, attempts: Sequence[Attempt] = ()) -> None:
+        self.route = route
+        self.ticket = ticket
+        self.attempts = tuple(attempts)
+        head = f"every model of route {route!r} failed; the request is queued as ticket {ticket}"
+        super().__init__(f"{head}:\n{format_attempts(self.attempts)}" if self.attempts else head)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.route, self.ticket, self.attempts))
+
+
+class UnknownTicket(RouterError, LookupError):
+    """No queued request has this ticket (never submitted, or its queue store is another one)."""
+
+    def __init__(self, ticket: str) -> None:
+        self.ticket = ticket
+        super().__init__(f"no queued request with ticket {ticket!r} in this router's queue")
+
+
+class NotReady(RouterError, TimeoutError):
+    """`result(ticket, timeout=...)` ran out of time before the request was served; it stays queued."""
+
+    def __init__(self, ticket: str, state: str, timeout: float) -> None:
+        self.ticket = ticket
+        self.state = state
+        super().__init__(f"ticket {ticket} is still {state} after {timeout:g}s; it stays in the queue")
+
+
+class Expired(RouterError):
+    """A queued request was not served before its `queue.ttl` ran out (or its batch expired it)."""
+
+    def __init__(self, ticket: str, attempts: Sequence[Attempt] = (), detail: str | None = None) -> None:
+        self.ticket = ticket
+        self.attempts = tuple(attempts)
+        head = f"ticket {ticket} expired before any model could serve it"
+        if detail:
+            head += f" ({detail})"
+        super().__init__(f"{head}:\n{format_attempts(self.attempts)}" if self.attempts else head)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.ticket, self.attempts))
+
+
+class RequestFailed(RouterError):
+    """A queued request ended without a message for a reason other than an exhausted route (the request
+    itself was refused, e.g. a 400, or its batch was canceled). `.error_type`, `.status` and `.attempts`
+    say what happened."""
+
+    def __init__(self, ticket: str, error_type: str, message: str, status: int | None = None,
+                 attempts: Sequence[Attempt] = ()) -> None:
+        self.ticket = ticket
+        self.error_type = error_type
+        self.status = status
+        self.attempts = tuple(attempts)
+        head = f"ticket {ticket} failed: {error_type}" + (f" (status {status})" if status else "") + f": {message}"
+        super().__init__(f"{head}:\n{format_attempts(self.attempts)}" if self.attempts else head)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.ticket, self.error_type, str(self), self.status, self.attempts))
