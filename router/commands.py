@@ -166,7 +166,30 @@ class Peek:
         return method(self.alias, self.now) if method is not None else self.run(store)
 
 
-StoreOp = Admit | Succeeded | Failed | Release | CoolDown | Peek
+class Keeper(Protocol):
+    """Where an exhausted request is kept (the Router's durable queue). `keep` returns the ticket id; a
+    keeper may also offer an `akeep` coroutine for the async drivers."""
+
+    def keep(self, route: str, params: Mapping[str, Any], reason: str) -> str: ...
+
+
+@dataclass(slots=True)
+class Enqueue:
+    """Keep the request durably (`on_exhausted: queue`). Answer: its ticket id."""
+
+    keeper: Keeper
+    route: str
+    params: Mapping[str, Any]
+
+    def run(self, store: StoreLike) -> Any:
+        return self.keeper.keep(self.route, self.params, "exhausted")
+
+    def arun(self, store: StoreLike) -> Any:
+        method = getattr(self.keeper, "akeep", None)
+        return method(self.route, self.params, "exhausted") if method is not None else self.run(store)
+
+
+StoreOp = Admit | Succeeded | Failed | Release | CoolDown | Peek | Enqueue
 Command = Call | Sleep | StoreOp
-Reply = Message | Failure | Salvaged | Admission | Lease | BreakerInfo | bool | None
+Reply = Message | Failure | Salvaged | Admission | Lease | BreakerInfo | bool | str | None
 Plan = Generator[Command, Reply, RoutedMessage]

@@ -12,6 +12,7 @@ not tried again in the same request while another model can serve it; a stream t
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,15 +21,34 @@ from typing import Any
 from anthropic.types import Message
 
 from .breaker import Admission, BreakerInfo, Lease
-from .commands import Admit, Call, Command, CoolDown, Failed, Peek, Plan, Release, Reply, Sleep, Succeeded, Target
-from .errors import AllModelsFailed, StreamInterrupted
-from .events import AttemptEnded, AttemptStarted, Failover, Funnel, RequestEnded, StreamResumed
+from .commands import (
+    Admit,
+    Call,
+    Command,
+    CoolDown,
+    Enqueue,
+    Failed,
+    Keeper,
+    Peek,
+    Plan,
+    Release,
+    Reply,
+    Sleep,
+    Succeeded,
+    Target,
+)
+from .errors import AllModelsFailed, Queued, StreamInterrupted
+from .events import AttemptEnded, AttemptStarted, Failover, Funnel, RequestEnded, RequestStarted, StreamResumed
 from .outcome import Failure, Kind
-from .policy import BackoffConfig
+from .policy import BackoffConfig, Exhausted
 from .routing import Attempt, RoutedMessage, Routing, attach_routing
 from .streaming.stitcher import Salvaged, Stitcher, resume_method
 
 Steps = Generator[Command, Reply, None]
+RAISE = Exhausted()
+_serials = itertools.count(1)
+#: A waiting request looks again this often while another request holds the half-open probe.
+PROBE_POLL = 0.05
 
 
 def backoff_delay(config: BackoffConfig, retry_index: int, rng: random.Random) -> float:
@@ -52,6 +72,7 @@ class _Request:
     stream: Stitcher | None
     emit: Funnel
     started: float = 0.0
+    serial: int = 0
     attempts: list[Attempt] = field(default_factory=list)
     spent_credentials: set[str] = field(default_factory=set)
     last: Failure | None = None
@@ -61,7 +82,7 @@ class _Request:
         """The one place an attempt is recorded: the routing record and the event stream alike."""
         self.attempts.append(attempt)
         if self.emit.listening:
-            self.emit(AttemptEnded(self.route, attempt, self.clock()))
+            self.emit(AttemptEnded(self.route, attempt, self.clock(), self.serial))
 
     def others_can_serve(self, index: int, now: float) -> Generator[Command, Reply, bool]:
         """Could a model after chain[index] still be called now? (Reads breaker state; takes nothing.)"""
@@ -75,11 +96,16 @@ class _Request:
                 return True
         return False
 
+    def served(self, attempt: Attempt, message: Message) -> None:
+        self.attempts.append(attempt)
+        if self.emit.listening:
+            self.emit(AttemptEnded(self.route, attempt, self.clock(), self.serial, message))
+
     def ended(self, model: str | None, error: BaseException | None) -> None:
         if self.emit.listening:
             now = self.clock()
             self.emit(RequestEnded(self.route, model, tuple(self.attempts), type(error).__name__ if error else None,
-                                   now - self.started, now))
+                                   now - self.started, now, self.serial))
 
 
 def _callable(info: Reply) -> bool:
@@ -97,30 +123,96 @@ def plan(
     emit: Funnel,
     deadline: float | None = None,
     stream: Stitcher | None = None,
+    exhausted: Exhausted = RAISE,
+    keeper: Keeper | None = None,
 ) -> Plan:
     """Serve one request from the first model of `chain` that can answer.
 
     With `stream`, the request is a stream: models that cannot take over a stream that already sent
     content are passed over, and an interruption that cannot be resumed raises StreamInterrupted.
+    When every model failed, `exhausted` decides: raise AllModelsFailed, wait for a model to be callable
+    again (then go down the chain once more), or keep the request with `keeper` and raise Queued.
     """
-    req = _Request(route, chain, params, clock, rng, deadline, stream, emit, clock())
+    req = _Request(route, chain, params, clock, rng, deadline, stream, emit, clock(), next(_serials))
+    if emit.listening:
+        emit(RequestStarted(route, stream is not None, req.started, req.serial))
     try:
-        for index, target in enumerate(chain):
-            skipped = _passed_over(req, target)
-            if skipped is not None:
-                req.add(Attempt(target.alias, skipped))
-                continue
-            served = yield from _try_model(req, index, target)
+        waited_until = req.started + exhausted.wait_max if exhausted.mode == "wait" else None
+        rounds = 0
+        while True:
+            served = yield from _down_the_chain(req)
             if served is not None:
                 req.ended(served.routing.model, None)
                 return served
-        if stream is not None and stream.emitted:
-            reason = "no model left to resume on"
-            raise StreamInterrupted(stream.partial_text(), stream.snapshot(), req.attempts, reason)
-        raise AllModelsFailed(route, req.attempts) from (req.last.error if req.last else None)
+            if stream is not None and stream.emitted:
+                reason = "no model left to resume on"
+                raise StreamInterrupted(stream.partial_text(), stream.snapshot(), req.attempts, reason)
+            if waited_until is None or not (yield from _wait(req, waited_until, rounds)):
+                break
+            rounds += 1
+        cause = req.last.error if req.last else None
+        if exhausted.mode == "queue" and keeper is not None and stream is None:
+            ticket = yield Enqueue(keeper, route, params)
+            assert isinstance(ticket, str), ticket
+            raise Queued(route, ticket, req.attempts) from cause
+        why = f"waited {clock() - req.started:.3g}s (on_exhausted.wait.max)" if waited_until is not None else None
+        raise AllModelsFailed(route, req.attempts, why) from cause
     except Exception as exc:
         req.ended(None, exc)
         raise
+
+
+def _down_the_chain(req: _Request) -> Generator[Command, Reply, RoutedMessage | None]:
+    """One pass down the chain: the message of the first model that served, else None."""
+    for index, target in enumerate(req.chain):
+        skipped = _passed_over(req, target)
+        if skipped is not None:
+            req.add(Attempt(target.alias, skipped))
+            continue
+        served = yield from _try_model(req, index, target)
+        if served is not None:
+            return served
+    return None
+
+
+def _wait(req: _Request, until: float, rounds: int) -> Generator[Command, Reply, bool]:
+    """`on_exhausted: wait`: sleep until the soonest moment a model of the chain may be tried again, if that
+    is before `until` and the request's deadline. False when no model will be callable in time.
+
+    A model whose breaker is half-open with another request's probe in flight is looked at again every
+    PROBE_POLL (jittered), so waiting requests never stampede a recovering model: the probe rule holds."""
+    now = req.clock()
+    limit = until if req.deadline is None else min(until, req.deadline)
+    soonest: tuple[float, str] | None = None
+    for target in req.chain:
+        if target.credentials in req.spent_credentials:
+            continue
+        info = yield Peek(target.alias, now)
+        if not isinstance(info, BreakerInfo) or info.forced:
+            continue
+        at = _next_chance(info, now, target, rounds, req.rng)
+        if soonest is None or at < soonest[0]:
+            soonest = (at, target.alias)
+    if soonest is None or soonest[0] >= limit:
+        return False
+    at, alias = soonest
+    yield Sleep(max(0.0, at - now))
+    req.add(Attempt(alias, Kind.WAITED, duration_s=req.clock() - now, detail=f"waited for {alias}"))
+    return True
+
+
+def _next_chance(info: BreakerInfo, now: float, target: Target, rounds: int, rng: random.Random) -> float:
+    """When `target` may be tried again, as far as its breaker says."""
+    at = now
+    if info.state == "open" and info.retry_at is not None:
+        at = info.retry_at
+    elif info.state == "half_open" and info.probe_in_flight:
+        at = now + PROBE_POLL * (1.0 + rng.uniform(0.0, 1.0))
+    elif info.state == "closed":  # it failed this pass without opening: back off before the next pass
+        at = now + backoff_delay(target.config.retry.backoff, rounds, rng)
+    if info.cooling_until is not None and info.cooling_until > at:
+        at = info.cooling_until
+    return at
 
 
 def _passed_over(req: _Request, target: Target) -> Kind | None:
@@ -157,8 +249,8 @@ def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, 
         ended = req.clock()
         if isinstance(reply, Message):
             yield Succeeded(alias, ended, probe)
-            req.add(Attempt(alias, Kind.SUCCESS, 200, None, getattr(reply, "_request_id", None),
-                            ended - started, probe is not None, _takeover(req, note)))
+            req.served(Attempt(alias, Kind.SUCCESS, 200, None, getattr(reply, "_request_id", None),
+                               ended - started, probe is not None, _takeover(req, note)), reply)
             return attach_routing(reply, Routing(alias, req.route, tuple(req.attempts)))
         assert isinstance(reply, (Failure, Salvaged)), reply
         failure = reply.failure if isinstance(reply, Salvaged) else reply
@@ -181,11 +273,11 @@ def _begin(req: _Request, target: Target, probe: Lease | None, now: float) -> st
     note = req.stream.begin(target.config) if req.stream is not None else None
     if req.emit.listening:
         if req.last_model is not None and req.last_model != alias and req.last is not None:
-            req.emit(Failover(req.route, req.last_model, alias, req.last.kind, now))
-        req.emit(AttemptStarted(req.route, alias, probe is not None, now))
+            req.emit(Failover(req.route, req.last_model, alias, req.last.kind, now, req.serial))
+        req.emit(AttemptStarted(req.route, alias, probe is not None, now, req.serial))
         if note is not None and req.stream is not None:
             req.emit(StreamResumed(req.route, alias, len(req.stream.partial_text()), resume_method(target.config),
-                                   now))
+                                   now, req.serial))
     req.last_model = alias
     return note
 
