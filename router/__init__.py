@@ -3,15 +3,29 @@
 from .breaker import Admission, BreakerInfo, BreakerStore, Lease, MemoryStore
 from .clock import Clock, VirtualClock
 from .default import acomplete, complete, default_router
-from .errors import AllModelsFailed, RouterError, StreamInterrupted, UnknownRoute
+from .errors import (
+    AllModelsFailed,
+    Expired,
+    NotReady,
+    Queued,
+    QueueError,
+    RequestFailed,
+    RouterError,
+    StreamInterrupted,
+    UnknownRoute,
+    UnknownTicket,
+)
 from .events import (
     AttemptEnded,
     AttemptStarted,
     BreakerTransition,
+    Dequeued,
     Event,
     Failover,
     Listener,
     RequestEnded,
+    RequestQueued,
+    RequestStarted,
     StreamResumed,
 )
 from .outcome import Kind
@@ -31,16 +45,24 @@ __all__ = [
     "BreakerStore",
     "BreakerTransition",
     "Clock",
+    "Dequeued",
     "Event",
+    "Expired",
     "Failover",
     "Kind",
     "Lease",
     "Listener",
     "MemoryStore",
+    "NotReady",
     "Policy",
     "PolicyError",
     "PolicyWarning",
+    "QueueError",
+    "Queued",
     "RequestEnded",
+    "RequestFailed",
+    "RequestQueued",
+    "RequestStarted",
     "RoutedMessage",
     "RoutedStream",
     "Router",
@@ -49,6 +71,7 @@ __all__ = [
     "StreamInterrupted",
     "StreamResumed",
     "UnknownRoute",
+    "UnknownTicket",
     "VirtualClock",
     "acomplete",
     "complete",

@@ -98,7 +98,7 @@ class RequestEnded:
 
 
 @dataclass(frozen=True, slots=True)
-class Queued:
+class RequestQueued:
     """A request was kept in the durable queue as `ticket` (its route exhausted, or `submit()`)."""
 
     route: str
@@ -121,7 +121,7 @@ class Dequeued:
 
 Event = (
     RequestStarted | AttemptStarted | AttemptEnded | BreakerTransition | Failover | StreamResumed | RequestEnded
-    | Queued | Dequeued
+    | RequestQueued | Dequeued
 )
 
 
@@ -168,3 +168,6 @@ class Funnel:
     def transition(self, alias: str, old: str, new: str) -> None:
         """The breaker store's transition hook."""
         self(BreakerTransition(alias, old, new, self.clock()))
+
+
+Queued = RequestQueued  # transitional name, removed once every module says RequestQueued

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..clock import Clock
-from ..events import Queued
+from ..events import RequestQueued
 from .store import QueueStore
 from .ticket import Ticket
 
@@ -58,7 +58,7 @@ class TicketKeeper:
         """Enqueue explicitly (`Router.submit`): store errors reach the caller as they are."""
         ticket = self.ticket(route, params)
         self.store.put([ticket])
-        self._emit(Queued(route, ticket.id, "submitted", self._clock.now()))
+        self._emit(RequestQueued(route, ticket.id, "submitted", self._clock.now()))
         return ticket.id
 
     def keep(self, route: str, params: Mapping[str, Any], reason: str) -> str | NotKept:
@@ -73,5 +73,5 @@ class TicketKeeper:
             log.warning("queue %r could not keep a request of route %r: %s", type(self.store).__name__, route,
                         type(exc).__name__)
             return NotKept(f"the queue could not keep it ({type(exc).__name__})")
-        self._emit(Queued(route, ticket.id, reason, self._clock.now()))
+        self._emit(RequestQueued(route, ticket.id, reason, self._clock.now()))
         return ticket.id
