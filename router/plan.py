@@ -77,12 +77,28 @@ class _Request:
     spent_credentials: set[str] = field(default_factory=set)
     last: Failure | None = None
     last_model: str | None = None  # the model last sent a request, for Failover events
+    held: int | None = None  # attempts from here on are not told yet: a waiting round that has sent nothing
+    looks: int = 0  # rounds folded into the latest wait
 
     def add(self, attempt: Attempt) -> None:
         """The one place an attempt is recorded: the routing record and the event stream alike."""
         self.attempts.append(attempt)
-        if self.emit.listening:
+        if self.held is not None:
+            if attempt.sent:
+                self.flush()
+        elif self.emit.listening:
             self.emit(AttemptEnded(self.route, attempt, self.clock(), self.serial))
+
+    def flush(self) -> None:
+        """Tell listeners about the attempts held back while waiting: the round turned out to send something
+        (or the request ends), so they stay in the record."""
+        if self.held is None:
+            return
+        start, self.held = self.held, None
+        if self.emit.listening:
+            now = self.clock()
+            for attempt in self.attempts[start:]:
+                self.emit(AttemptEnded(self.route, attempt, now, self.serial))
 
     def others_can_serve(self, index: int, now: float) -> Generator[Command, Reply, bool]:
         """Could a model after chain[index] still be called now? (Reads breaker state; takes nothing.)"""
@@ -97,11 +113,13 @@ class _Request:
         return False
 
     def served(self, attempt: Attempt, message: Message) -> None:
+        self.flush()
         self.attempts.append(attempt)
         if self.emit.listening:
             self.emit(AttemptEnded(self.route, attempt, self.clock(), self.serial, message))
 
     def ended(self, model: str | None, error: BaseException | None) -> None:
+        self.flush()
         if self.emit.listening:
             now = self.clock()
             self.emit(RequestEnded(self.route, model, tuple(self.attempts), type(error).__name__ if error else None,
@@ -201,8 +219,19 @@ def _wait(req: _Request, until: float, rounds: int) -> Generator[Command, Reply,
     if soonest is None or soonest[0] >= limit:
         return False
     at, alias = soonest
+    folded = None
+    if req.held is not None:  # the last round sent nothing: it folds into the wait before it
+        folded = req.attempts[req.held]
+        del req.attempts[req.held:]
     yield Sleep(max(0.0, at - now))
-    req.add(Attempt(alias, Kind.WAITED, duration_s=req.clock() - now, detail=f"waited for {alias}"))
+    waited = req.clock() - now
+    if folded is not None:
+        waited += folded.duration_s
+        req.looks += 1
+    else:
+        req.held, req.looks = len(req.attempts), 1
+    detail = f"{req.looks} looks, the last for {alias}" if req.looks > 1 else f"for {alias}"
+    req.attempts.append(Attempt(alias, Kind.WAITED, duration_s=waited, detail=detail))
     return True
 
 
@@ -274,6 +303,7 @@ def _begin(req: _Request, target: Target, probe: Lease | None, now: float) -> st
     """An attempt starts: events, and the stitcher's note when it resumes a stream."""
     alias = target.alias
     note = req.stream.begin(target.config) if req.stream is not None else None
+    req.flush()
     if req.emit.listening:
         if req.last_model is not None and req.last_model != alias and req.last is not None:
             req.emit(Failover(req.route, req.last_model, alias, req.last.kind, now, req.serial))

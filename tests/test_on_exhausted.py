@@ -204,5 +204,15 @@ def test_waiting_callers_never_stampede_the_recovering_primary(fake_server: Fake
     assert all(isinstance(a, AttemptStarted) != isinstance(b, AttemptStarted)
                for a, b in itertools.pairwise(before))
     assert later[first_success].attempt.probe  # the probe closed it; then traffic resumed
+    for m in results:  # a round that sent nothing is folded into the wait before it, not recorded again
+        kinds = [a.outcome for a in m.routing.attempts]
+        waits = [i for i, k in enumerate(kinds) if k is Kind.WAITED]
+        for i, j in itertools.pairwise([*waits, len(kinds)]):
+            assert any(a.sent for a in m.routing.attempts[i + 1:j]), _outcomes(m.routing.attempts)
+    told: dict[int, list[Any]] = {}
+    for e in events:
+        if isinstance(e, AttemptEnded):
+            told.setdefault(e.request, []).append(e.attempt)
+    assert sorted(map(repr, map(tuple, told.values()))) == sorted(repr(m.routing.attempts) for m in results)
     served_by = {m.routing.model for m in results}
     assert served_by == {"primary"}
