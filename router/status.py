@@ -119,9 +119,10 @@ def _print_page(watcher: StatusPageWatcher | None, out: TextIO) -> None:
 def _page_json(watcher: StatusPageWatcher | None) -> dict[str, Any] | None:
     if watcher is None:
         return None
+    from .status_page.fetch import shown_url
     from .status_page.report import page_json
 
-    return page_json(watcher.last, watcher.config.url, SYSTEM.now())
+    return page_json(watcher.last, shown_url(watcher.config.url), SYSTEM.now())
 
 
 def status(path: str, *, as_json: bool, watch: float | None, out: TextIO = sys.stdout, minutes: float = 10.0,

@@ -457,3 +457,22 @@ def test_a_watcher_config_round_trips_from_the_policy(fake_server: FakeServer) -
                                        "lower_threshold", 2), env=KEYS)
     assert policy.status_page == StatusPageConfig("https://status.claude.com/api/v2/summary.json", 60.0,
                                                   "lower_threshold", 2, 0.2)
+
+
+def test_credentials_in_the_page_url_never_reach_logs_or_output(page: FakeStatusPage,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    from router.status_page import observer
+    from router.status_page.fetch import shown_url
+    from router.status_page.report import page_json
+
+    secret_url = page.url.replace("http://", "http://ops:hunter2-password@") + "?api_key=sk-page-token-123456"
+    watcher = observer(StatusPageConfig(secret_url, timeout=0.5), {}, ManualTime().clock())
+    page.fail(500)
+    with caplog.at_level(logging.DEBUG):
+        assert watcher.poll_once().error == "HTTP 500"
+        page.show(summary())
+        assert watcher.poll_once().ok
+    shown = json.dumps(page_json(watcher.last, shown_url(secret_url), 0.0))
+    seen = [r.getMessage() for r in caplog.records] + [shown, repr(watcher.last)]
+    assert any("127.0.0.1" in text for text in seen)
+    assert not [text for text in seen if "hunter2" in text or "sk-page-token" in text]

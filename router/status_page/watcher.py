@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..clock import Clock
 from ..policy import ModelConfig, StatusPageConfig
-from .fetch import FetchError, fetch
+from .fetch import FetchError, fetch, shown_url
 from .matching import Finding, findings
 from .page import PageError, Summary, parse_summary
 
@@ -137,7 +137,8 @@ class StatusPageWatcher:
             now = self._clock.now()
             found = findings(summary, self._current_models())
             if self._failures:
-                log.info("status page %s answers again after %d failed polls", self.config.url, self._failures)
+                log.info("status page %s answers again after %d failed polls", shown_url(self.config.url),
+                         self._failures)
                 self._tell(Notice("poll_recovered", now, detail=f"after {self._failures} failed polls"))
             self._failures = 0
             if self._actions is not None and not self._stopped.is_set():
@@ -155,7 +156,7 @@ class StatusPageWatcher:
             self._failures += 1
             if self._failures == 1:
                 log.warning("status page %s could not be read (%s); breakers are unchanged, and this is said "
-                            "once until it answers again", self.config.url, error)
+                            "once until it answers again", shown_url(self.config.url), error)
                 self._tell(Notice("poll_failed", now, detail=error))
             self.last = self._result(now, False, error)
             return self.last
