@@ -224,3 +224,11 @@ class MemoryStore:
                 hook(alias, old, new)
             except Exception:  # a buggy hook must never break a call
                 log.exception("breaker transition hook failed for %s (%s -> %s)", alias, old, new)
+
+    def trip(self, alias: str, now: float) -> bool:
+        """Open a closed breaker now as if it had reached its threshold (the status page names the model);
+        it half-opens after reset_timeout like any open breaker. True if it tripped."""
+        slot = self._slots.get(alias)
+        if slot is None:
+            return False
+        return bool(self._apply(alias, slot, lambda s, c: rules.trip(s, c, now)).answer)

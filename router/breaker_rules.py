@@ -164,3 +164,13 @@ def force_close(state: BreakerState, config: BreakerConfig) -> Change:
 def reconfigured(state: BreakerState, config: BreakerConfig) -> BreakerState:
     """A reload changed the thresholds: an open breaker's current wait is kept within the new bounds."""
     return dataclasses.replace(state, wait=min(max(state.wait, config.reset_timeout), config.max_reset_timeout))
+
+
+def trip(state: BreakerState, config: BreakerConfig, now: float) -> Change:
+    """The status page names this model: open now, as if its failures had reached the threshold (the normal
+    reset timeout, then a probe decides). Only a closed breaker moves; an open, half-open or forced one is
+    left as it is. Answer: True if it tripped."""
+    if state.state != "closed" or state.forced:
+        return Change(state, False)
+    opened = _open(dataclasses.replace(state, failures=config.failure_threshold), now, config.reset_timeout)
+    return Change(opened, True, ("closed", "open"))

@@ -92,6 +92,28 @@ def _more_than_zero(unit: str) -> Callable[[str], float]:
     return parse
 
 
+def _duration(text: str) -> float:
+    """An argparse type: a duration like 500ms, 2s, 1m or a number of seconds, above 0."""
+    from .policy.durations import DURATION_FORMS, parse_duration
+
+    seconds = parse_duration(text)
+    if seconds is None or not math.isfinite(seconds):
+        raise argparse.ArgumentTypeError(f"expected {DURATION_FORMS}, got {text!r}")
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return seconds
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="failover-router", description="Claude calls that survive Claude's bad days.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,7 +152,14 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("policy", metavar="POLICY")
     status.add_argument("--json", action="store_true", help="one JSON document (per refresh with --watch)")
     status.add_argument("--watch", nargs="?", const=1.0, type=_more_than_zero("seconds"), metavar="SECONDS",
-                        help="refresh every SECONDS (default 1) until Ctrl-C")
+                        help="draw each model's breaker over the last minutes, refreshed every SECONDS (default "
+                        "1) until Ctrl-C; with --json, one document per refresh")
+    status.add_argument("--interval", type=_duration, metavar="DURATION",
+                        help="with --watch: the refresh interval, e.g. 500ms, 2s (implies --watch)")
+    status.add_argument("--minutes", type=_more_than_zero("minutes"), default=10.0,
+                        help="with --watch: how many minutes of history each strip shows (default 10)")
+    status.add_argument("--count", type=_positive_int, metavar="N",
+                        help="with --watch: stop after N refreshes (default: until Ctrl-C)")
     for name, what in (("force-open", "send the model no traffic, not even a probe, until force-close or reset"),
                        ("force-close", "close the model's breaker now and zero its count"),
                        ("reset", "close the breaker, zero its count and end any retry-after cooldown")):
@@ -149,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         from .status import status
 
-        return status(args.policy, as_json=args.json, watch=args.watch)
+        watch = args.interval if args.interval is not None else args.watch
+        return status(args.policy, as_json=args.json, watch=watch, minutes=args.minutes, count=args.count)
     if args.command in ("force-open", "force-close", "reset"):
         from .status import operate
 

@@ -7,11 +7,14 @@ import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .breaker import BreakerInfo, BreakerStore, MemoryStore
 from .clock import SYSTEM
 from .policy import Policy, PolicyError, PolicyWarning, load_policy
+
+if TYPE_CHECKING:
+    from .status_page import StatusPageWatcher
 
 STATE_STYLE = {"closed": "bold green", "open": "bold red", "half_open": "bold yellow"}
 
@@ -88,26 +91,82 @@ def _load(path: str) -> Policy | None:
         return None
 
 
-def status(path: str, *, as_json: bool, watch: float | None, out: TextIO = sys.stdout) -> int:
-    """Print every model's breaker (once, or every `watch` seconds until interrupted)."""
+def _page_watcher(policy: Policy, background: bool) -> StatusPageWatcher | None:
+    """A reader of the policy's status page that acts on nothing (this process serves no requests)."""
+    if policy.status_page is None:
+        return None
+    from .status_page import observer
+
+    watcher = observer(policy.status_page, policy.models, SYSTEM)
+    if background:
+        return watcher.start()
+    watcher.poll_once()
+    return watcher
+
+
+def _print_page(watcher: StatusPageWatcher | None, out: TextIO) -> None:
+    if watcher is None:
+        return
+    from rich.console import Console
+
+    from .status_page.report import page_lines
+
+    console = Console(file=out, highlight=False)
+    for line in page_lines(watcher.last, SYSTEM.now()):
+        console.print(line)
+
+
+def _page_json(watcher: StatusPageWatcher | None) -> dict[str, Any] | None:
+    if watcher is None:
+        return None
+    from .status_page.fetch import shown_url
+    from .status_page.report import page_json
+
+    return page_json(watcher.last, shown_url(watcher.config.url), SYSTEM.now())
+
+
+def status(path: str, *, as_json: bool, watch: float | None, out: TextIO = sys.stdout, minutes: float = 10.0,
+           count: int | None = None) -> int:
+    """Print every model's breaker and the status page's word (once, or every `watch` seconds until
+    interrupted or `count` refreshes: the --watch view draws each breaker over the last `minutes`)."""
     policy = _load(path)
     if policy is None:
         return 2
     store, shared = _store(policy)
+    page = _page_watcher(policy, background=watch is not None)
     try:
+        if watch is not None and not as_json:
+            from .status_watch import Sample, Watch
+
+            def sample() -> Sample:
+                now = SYSTEM.now()
+                breakers = {alias: store.info(alias, now) for alias in policy.models}
+                return Sample(now, breakers, _shared(store) if shared else True)
+
+            view = Watch(sample, list(policy.models), interval=watch, minutes=minutes, shared=shared,
+                         page=lambda: page.last if page is not None else None, out=out)
+            return view.run(count)
+        shown = 0
         while True:
             rows = _rows(store, policy)
             reachable = _shared(store) if shared else True
             if as_json:
-                print(json.dumps({"shared": shared, "reachable": reachable, "breakers": rows}), file=out)
+                print(json.dumps({"shared": shared, "reachable": reachable, "breakers": rows,
+                                  "status_page": _page_json(page)}), file=out, flush=True)
             else:
                 _print_table(rows, shared, reachable, out)
+                _print_page(page, out)
+            shown += 1
             if watch is None:
                 return 0 if reachable else 1
+            if count is not None and shown >= count:
+                return 0
             SYSTEM.sleep(watch)
     except KeyboardInterrupt:
         return 0
     finally:
+        if page is not None:
+            page.stop()
         close = getattr(store, "close", None)
         if close is not None:
             close()

@@ -172,3 +172,14 @@ a[12] = probing
 a[13] = oa
 return a
 """
+
+# ARGV: channel, keep, failure_threshold, reset_timeout. A closed breaker opens as if its failures had
+# reached the threshold; any other (open, half-open, forced) is left as it is.
+TRIP = _PROLOGUE + r"""
+local threshold, reset_timeout = tonumber(ARGV[3]), tonumber(ARGV[4])
+if s ~= 'c' or fo == '1' then return answer('kept') end
+f = threshold
+save({'f', f})
+open(reset_timeout)
+return answer('tripped', nil, 'closed', 'open')
+"""

@@ -399,8 +399,16 @@ class RedisStore:
         """False while Redis is unreachable and this process uses its own breakers."""
         return not self._down
 
+    def trip(self, alias: str, now: float) -> bool:
+        """Open a closed breaker for the fleet as if it had reached its threshold (the status page names the
+        model); while Redis is down, this process's own breaker. True if it tripped."""
+        config = self._configs.get(alias) or BreakerConfig()
+        values = self._call("trip", alias, now, (config.failure_threshold, config.reset_timeout))
+        return self._local.trip(alias, now) if values is None else values[0] == "tripped"
+
 
 _SOURCES = {
     "admit": scripts.ADMIT, "success": scripts.SUCCESS, "failure": scripts.FAILURE, "release": scripts.RELEASE,
     "cool_down": scripts.COOL_DOWN, "operate": scripts.OPERATE, "info": scripts.INFO,
 }
+_SOURCES["trip"] = scripts.TRIP
