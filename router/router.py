@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import drivers, plan
 from .breaker import BreakerInfo, BreakerStore, MemoryStore, TransitionHook
-from .clock import Clock, as_clock
+from .clock import SYSTEM, Clock, as_clock
 from .commands import Plan
 from .errors import UnknownRoute
 from .events import BreakerTransition, Event, Funnel, Listener
@@ -22,6 +23,11 @@ from .reloading import LivePolicy, ProviderFactory, Snapshot
 from .routing import RoutedMessage
 from .streaming.routed import AsyncRoutedStream, RoutedStream
 from .streaming.stitcher import Stitcher
+
+if TYPE_CHECKING:
+    from .status_page import StatusPageWatcher
+
+log = logging.getLogger("router")
 
 _RESERVED = {"model": "the policy chooses the model: pass route= (a route of the policy) instead of model=",
              "stream": "use Router.stream() / Router.astream() for streaming"}
@@ -78,6 +84,7 @@ class Router:
             self._events.add(_TransitionAdapter(on_transition))
         self._live = LivePolicy(policy, self._store, provider_factory or make_provider, self._clock.now, watch)
         self._keeper = self._keeper_for(policy, queue)
+        self._status_page = self._watch_status_page(policy)
         if warm_up:  # import heavy provider SDKs (litellm) now instead of on their first call
             for target in self._live.snapshot.targets.values():
                 warm = getattr(target.provider, "warm_up", None)
@@ -106,6 +113,25 @@ class Router:
             queue = open_queue(policy.queue)
         ttl = policy.queue.ttl if policy.queue is not None else 86400.0
         return TicketKeeper(queue, self._clock, ttl, self._events)
+
+    def _watch_status_page(self, policy: Policy) -> StatusPageWatcher | None:
+        """The `status_page:` poller, on its own daemon thread (polled by hand under a virtual clock)."""
+        if policy.status_page is None:
+            return None
+        if not hasattr(self._store, "trip"):
+            log.warning("status_page: the breaker store %s cannot trip breakers; the page is only logged",
+                        type(self._store).__name__)
+            return None
+        from .status_page import start_watcher
+
+        background = self._clock.sleep is SYSTEM.sleep
+        return start_watcher(policy.status_page, lambda: self._live.snapshot.policy.models, self._store,  # type: ignore[arg-type]
+                             self._clock, background=background)
+
+    @property
+    def status_page(self) -> StatusPageWatcher | None:
+        """The status page watcher (`.last`: what the page said at the last poll); None without `status_page:`."""
+        return self._status_page
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], **kwargs: Any) -> Router:
@@ -280,12 +306,16 @@ class Router:
 
     def close(self) -> None:
         """Close every provider's HTTP clients (and the breaker store the Router made from its policy)."""
+        if self._status_page is not None:
+            self._status_page.stop()
         for target in self._live.snapshot.targets.values():
             target.provider.close()
         self._close_store()
 
     async def aclose(self) -> None:
         """Close every provider's HTTP clients, the async ones included (call from the event loop)."""
+        if self._status_page is not None:
+            self._status_page.stop()
         for target in self._live.snapshot.targets.values():
             await target.provider.aclose()
         aclose = getattr(self._store, "aclose", None)
