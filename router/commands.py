@@ -21,6 +21,7 @@ from .breaker import Admission, BreakerInfo, Lease
 from .outcome import Failure
 from .policy import ModelConfig
 from .providers import Provider
+from .queue.keeper import NotKept
 from .routing import RoutedMessage
 from .streaming.stitcher import Salvaged
 
@@ -170,7 +171,7 @@ class Keeper(Protocol):
     """Where an exhausted request is kept (the Router's durable queue). `keep` returns the ticket id; a
     keeper may also offer an `akeep` coroutine for the async drivers."""
 
-    def keep(self, route: str, params: Mapping[str, Any], reason: str) -> str: ...
+    def keep(self, route: str, params: Mapping[str, Any], reason: str) -> str | NotKept: ...
 
 
 @dataclass(slots=True)
@@ -191,5 +192,5 @@ class Enqueue:
 
 StoreOp = Admit | Succeeded | Failed | Release | CoolDown | Peek | Enqueue
 Command = Call | Sleep | StoreOp
-Reply = Message | Failure | Salvaged | Admission | Lease | BreakerInfo | bool | str | None
+Reply = Message | Failure | Salvaged | Admission | Lease | BreakerInfo | bool | str | NotKept | None
 Plan = Generator[Command, Reply, RoutedMessage]

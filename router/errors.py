@@ -124,3 +124,8 @@ class RequestFailed(RouterError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.ticket, self.error_type, str(self), self.status, self.attempts))
+
+
+class QueueError(RouterError):
+    """The durable queue cannot be used: its file is missing, unreadable or not a queue, or its server is
+    unreachable. The message names the store (never a password) and what to fix."""

@@ -153,8 +153,9 @@ def plan(
         cause = req.last.error if req.last else None
         if exhausted.mode == "queue" and keeper is not None and stream is None:
             ticket = yield Enqueue(keeper, route, params)
-            assert isinstance(ticket, str), ticket
-            raise Queued(route, ticket, req.attempts) from cause
+            if isinstance(ticket, str):
+                raise Queued(route, ticket, req.attempts) from cause
+            raise AllModelsFailed(route, req.attempts, getattr(ticket, "reason", "not queued")) from cause
         why = f"waited {clock() - req.started:.3g}s (on_exhausted.wait.max)" if waited_until is not None else None
         raise AllModelsFailed(route, req.attempts, why) from cause
     except Exception as exc:
@@ -190,7 +191,11 @@ def _wait(req: _Request, until: float, rounds: int) -> Generator[Command, Reply,
         info = yield Peek(target.alias, now)
         if not isinstance(info, BreakerInfo) or info.forced:
             continue
-        at = _next_chance(info, now, target, rounds, req.rng)
+        at = next_chance(info, now)
+        if info.state == "closed" and info.cooling_until is None:  # it failed this pass without opening
+            at = now + backoff_delay(target.config.retry.backoff, rounds, req.rng)
+        elif info.state == "half_open" and info.probe_in_flight:
+            at += PROBE_POLL * req.rng.uniform(0.0, 1.0)  # jitter: waiting requests do not move in step
         if soonest is None or at < soonest[0]:
             soonest = (at, target.alias)
     if soonest is None or soonest[0] >= limit:
@@ -201,15 +206,13 @@ def _wait(req: _Request, until: float, rounds: int) -> Generator[Command, Reply,
     return True
 
 
-def _next_chance(info: BreakerInfo, now: float, target: Target, rounds: int, rng: random.Random) -> float:
-    """When `target` may be tried again, as far as its breaker says."""
+def next_chance(info: BreakerInfo, now: float) -> float:
+    """The soonest moment a model may be tried again, as far as its breaker says (`now`: callable now)."""
     at = now
     if info.state == "open" and info.retry_at is not None:
         at = info.retry_at
     elif info.state == "half_open" and info.probe_in_flight:
-        at = now + PROBE_POLL * (1.0 + rng.uniform(0.0, 1.0))
-    elif info.state == "closed":  # it failed this pass without opening: back off before the next pass
-        at = now + backoff_delay(target.config.retry.backoff, rounds, rng)
+        at = now + PROBE_POLL
     if info.cooling_until is not None and info.cooling_until > at:
         at = info.cooling_until
     return at

@@ -13,8 +13,11 @@ from .clock import Clock, as_clock
 from .commands import Plan
 from .errors import UnknownRoute
 from .events import BreakerTransition, Event, Funnel, Listener
-from .policy import Policy, load_policy
+from .policy import Exhausted, Policy, load_policy
 from .providers import make_provider
+from .queue import waiting as tickets
+from .queue.keeper import TicketKeeper
+from .queue.store import QueueStore
 from .reloading import LivePolicy, ProviderFactory, Snapshot
 from .routing import RoutedMessage
 from .streaming.routed import AsyncRoutedStream, RoutedStream
@@ -22,6 +25,15 @@ from .streaming.stitcher import Stitcher
 
 _RESERVED = {"model": "the policy chooses the model: pass route= (a route of the policy) instead of model=",
              "stream": "use Router.stream() / Router.astream() for streaming"}
+
+
+def _override(route: Exhausted, mode: str, has_queue: bool) -> Exhausted:
+    """A call's `on_exhausted=` over its route's."""
+    if mode not in ("raise", "wait", "queue"):
+        raise ValueError(f"on_exhausted must be 'raise', 'wait' or 'queue', not {mode!r}")
+    if mode == "queue" and not has_queue:
+        raise ValueError("on_exhausted='queue' needs a queue: give the policy a queue: section (or Router(queue=))")
+    return Exhausted(mode, route.wait_max)
 
 
 class _TransitionAdapter:
@@ -52,6 +64,7 @@ class Router:
         on_transition: TransitionHook | None = None,
         warm_up: bool = False,
         provider_factory: ProviderFactory | None = None,
+        queue: QueueStore | None = None,
     ) -> None:
         self._clock = as_clock(clock)
         self._rng = rng or random.Random()
@@ -64,6 +77,7 @@ class Router:
         if on_transition is not None:
             self._events.add(_TransitionAdapter(on_transition))
         self._live = LivePolicy(policy, self._store, provider_factory or make_provider, self._clock.now, watch)
+        self._keeper = self._keeper_for(policy, queue)
         if warm_up:  # import heavy provider SDKs (litellm) now instead of on their first call
             for target in self._live.snapshot.targets.values():
                 warm = getattr(target.provider, "warm_up", None)
@@ -78,6 +92,20 @@ class Router:
         from .redis_store import RedisStore
 
         return RedisStore(redis.url.reveal(), prefix=redis.prefix, timeout=redis.timeout, now=self._clock.now)
+
+    def _keeper_for(self, policy: Policy, queue: QueueStore | None) -> TicketKeeper | None:
+        """The durable queue (`queue=`, else the policy's `queue:` section, opened once when the Router is
+        built; a reload does not move it). None: no queue."""
+        self._owns_queue = queue is None
+        if queue is None and policy.queue is None:
+            return None
+        if queue is None:
+            from .queue.opening import open_queue
+
+            assert policy.queue is not None
+            queue = open_queue(policy.queue)
+        ttl = policy.queue.ttl if policy.queue is not None else 86400.0
+        return TicketKeeper(queue, self._clock, ttl, self._events)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], **kwargs: Any) -> Router:
@@ -98,15 +126,22 @@ class Router:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def complete(self, *, route: str = "default", timeout: float | None = None, **params: Any) -> RoutedMessage:
-        """Like `anthropic.Anthropic().messages.create(...)`, served by the first model of `route` that can."""
-        return drivers.run(self._plan(route, timeout, params), self._store, self._clock)
+    def complete(
+        self, *, route: str = "default", timeout: float | None = None, on_exhausted: str | None = None,
+        **params: Any,
+    ) -> RoutedMessage:
+        """Like `anthropic.Anthropic().messages.create(...)`, served by the first model of `route` that can.
+
+        `on_exhausted` ("raise", "wait" or "queue") overrides the route's `on_exhausted` for this call."""
+        return drivers.run(self._plan(route, timeout, params, None, on_exhausted), self._store, self._clock)
 
     async def acomplete(
-        self, *, route: str = "default", timeout: float | None = None, **params: Any
+        self, *, route: str = "default", timeout: float | None = None, on_exhausted: str | None = None,
+        **params: Any,
     ) -> RoutedMessage:
         """Like `await anthropic.AsyncAnthropic().messages.create(...)`, with failover."""
-        return await drivers.arun(self._plan(route, timeout, params), self._store, self._clock)
+        steps = self._plan(route, timeout, params, None, on_exhausted)
+        return await drivers.arun(steps, self._store, self._clock)
 
     def stream(
         self, *, route: str = "default", timeout: float | None = None, on_interrupt: str | None = None,
@@ -135,8 +170,8 @@ class Router:
             raise ValueError(f"on_interrupt must be 'resume' or 'raise', not {mode!r}")
         return Stitcher(mode)
 
-    def _plan(self, route: str, timeout: float | None, params: Mapping[str, Any], stream: Stitcher | None = None
-              ) -> Plan:
+    def _plan(self, route: str, timeout: float | None, params: Mapping[str, Any], stream: Stitcher | None = None,
+              on_exhausted: str | None = None) -> Plan:
         if "model" in params or "stream" in params:
             name = "model" if "model" in params else "stream"
             raise TypeError(f"{name}= is not accepted here: {_RESERVED[name]}")
@@ -145,9 +180,55 @@ class Router:
             chain = snapshot.routes[route]
         except KeyError:
             raise UnknownRoute(route, list(snapshot.routes)) from None
+        exhausted = snapshot.policy.routes[route].on_exhausted
+        if on_exhausted is not None and on_exhausted != exhausted.mode:
+            exhausted = _override(exhausted, on_exhausted, self._keeper is not None)
         now = self._clock.now
         deadline = now() + timeout if timeout is not None else None
-        return plan.plan(route, chain, params, now, self._rng, self._events, deadline, stream)
+        return plan.plan(route, chain, params, now, self._rng, self._events, deadline, stream, exhausted, self._keeper)
+
+    # -- the durable queue ------------------------------------------------------------------------
+
+    def _queue_keeper(self) -> TicketKeeper:
+        if self._keeper is None:
+            raise ValueError("this router has no queue: give the policy a queue: section (or Router(queue=))")
+        return self._keeper
+
+    @property
+    def queue(self) -> QueueStore | None:
+        """The durable queue's store (None: the policy has no `queue:`)."""
+        return self._keeper.store if self._keeper is not None else None
+
+    def submit(self, *, route: str = "default", **params: Any) -> str:
+        """Queue a request without trying it now (fire and forget); its ticket id. A worker serves it."""
+        if "model" in params or "stream" in params:
+            name = "model" if "model" in params else "stream"
+            raise TypeError(f"{name}= is not accepted here: {_RESERVED[name]}")
+        if route not in self._live.snapshot.routes:
+            raise UnknownRoute(route, list(self._live.snapshot.routes))
+        return self._queue_keeper().submit(route, params)
+
+    def result(self, ticket: str, timeout: float | None = None) -> RoutedMessage:
+        """The message a queued request was served with (waiting up to `timeout` seconds for it; None: wait
+        as long as it takes), or raise what finally happened: AllModelsFailed, Expired or RequestFailed;
+        NotReady if it is still queued when `timeout` ends, UnknownTicket if this queue never had it."""
+        return tickets.wait(self._queue_keeper().store, ticket, timeout, self._clock)
+
+    async def aresult(self, ticket: str, timeout: float | None = None) -> RoutedMessage:
+        """`result()` for asyncio: the store is read off the event loop."""
+        return await tickets.await_(self._queue_keeper().store, ticket, timeout, self._clock)
+
+    def ready_in(self, route: str = "default") -> float | None:
+        """Seconds until some model of `route` may be tried (0: now); None if every one is held open."""
+        now = self._clock.now()
+        soonest: float | None = None
+        for target in self._live.snapshot.routes[route]:
+            info = self._store.info(target.alias, now)
+            if info.forced:
+                continue
+            wait = max(0.0, plan.next_chance(info, now) - now)
+            soonest = wait if soonest is None else min(soonest, wait)
+        return soonest
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -217,6 +298,8 @@ class Router:
         close = getattr(self._store, "close", None)
         if self._owns_store and close is not None:
             close()
+        if self._keeper is not None and self._owns_queue:
+            self._keeper.store.close()
 
     async def __aenter__(self) -> Router:
         return self

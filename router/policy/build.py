@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from .checks import check_version
 from .durations import format_seconds
 from .model import (
     KNOWN_ERROR_TYPES,
@@ -28,7 +29,6 @@ from .model import (
 )
 from .problems import Fatal, Findings, Problem, suggest
 from .routes import expand_routes
-from .checks import check_version
 from .schema import MERGED, TOP, Given, merge, read_section
 from .yaml_nodes import Map, Node, Scalar, describe
 
