@@ -213,6 +213,13 @@ class FakeBatches:
             return BatchInfo(b.id, b.status, ids, {c: p for c, p in b.requests}, dict(zip(ids, b.results, strict=True)),
                              b.retrieves, b.cancel_at is not None)
 
+    def end(self, batch_id: str) -> None:
+        """End an in-progress batch now, with its planned results (whatever its plan said about polls)."""
+        with self._lock:
+            batch = self._batches[batch_id]
+            if batch.status == "in_progress":
+                _end(batch)
+
     def reset(self) -> None:
         with self._lock:
             self._plans.clear()
