@@ -14,7 +14,7 @@ from ..queue.store import BatchRecord
 from ..queue.ticket import Ticket
 from ..routing import Attempt, Routing
 from .context import BatchContext
-from .stored import ALL_MODELS_FAILED, EXPIRED, error_json, result_json
+from .stored import EXPIRED, error_json, result_json
 from .verdict import Verdict, judge
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def _serve(ctx: BatchContext, record: BatchRecord, ticket: Ticket, verdict: Verd
     try:
         message = ctx.serve(ticket.route, ticket.params)
     except AllModelsFailed as exc:
-        error = error_json(ALL_MODELS_FAILED, str(exc), None, (first, *exc.attempts), note, reason=exc.reason)
+        error = error_json(type(exc).__name__, str(exc), None, (first, *exc.attempts), note)
     except anthropic.APIStatusError as exc:  # a caller-class error the route raised at once
         error = error_json(exc.type or "api_error", exc.message, exc.status_code, (first,), note)
     except RouterError as exc:

@@ -23,7 +23,11 @@ from .options import BatchOptions, Serve
 from .split import split
 
 _RESERVED = {"model": "the route's model is chosen for the batch: pass route= (and model= an alias) instead",
-             "stream": "a batch request cannot stream"}
+             "stream": "a batch request cannot stream",
+             "extra_headers": "a batch request carries no headers of its own",
+             "extra_query": "a batch request carries no query of its own",
+             "extra_body": "put the body's fields in the request itself",
+             "timeout": "a batch request has no timeout of its own (wait(timeout=) bounds the wait)"}
 # A create refused with one of these did not create anything: it may be tried again.
 _CREATE_AGAIN = frozenset({Kind.SERVER_FAILURE, Kind.RATE_LIMITED})
 
@@ -118,7 +122,7 @@ def _checked(index: int, params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _ticket(route: str, params: dict[str, Any], now: float, ttl: float) -> Ticket:
-    return Ticket(uuid.uuid4().hex, route, params, now, now + ttl, state="batched")
+    return Ticket(f"tkt_{uuid.uuid4().hex}", route, params, now, now + ttl, state="batched")
 
 
 def _batched(ticket: Ticket, batch_id: str) -> Ticket:
