@@ -234,6 +234,34 @@ def test_retry_queue_puts_them_back_in_the_queue_and_none_ends_them(
     assert isinstance(invalid, RequestFailed) and invalid.status == 400
 
 
+def test_retry_batch_sends_them_again_in_a_new_batch_then_through_the_route(
+        fake_server: FakeServer, store: SQLiteQueue, router: Router) -> None:
+    first = [BatchResult.errored("api_error"), BatchResult.expired(), BatchResult.succeeded(),
+             BatchResult.errored("invalid_request_error")]
+    fake_server.plan_batch(first, polls=1)
+    fake_server.plan_batch(polls=1)  # the second batch: both succeed
+    handle = submit(store, router.policy, _requests(4), serve=serve_with(router), clock=VirtualClock().clock(),
+                    options=BatchOptions(retry="batch", poll_initial=1.0))
+    assert handle.wait() == BatchTally(total=4, succeeded=1, retried=2, recovered=2, failed=1)
+    assert len(handle.ids) == 2 and fake_server.batches.created == 2
+    again = fake_server.batches.get(handle.ids[1]).custom_ids
+    assert sorted(again) == sorted(handle.ticket_ids[:2])
+    assert fake_server.batches.submitted_ids() == {t: 1 + (t in again) for t in handle.ticket_ids}
+    assert fake_server.count("claude-primary") == 0
+    results = handle.results()
+    assert results[again[0]].routing.attempts[0].detail == f"message batch {handle.ids[1]}: succeeded"  # type: ignore[union-attr]
+
+    fake_server.plan_batch([BatchResult.errored("overloaded_error")], polls=0)
+    fake_server.plan_batch(default=BatchResult.errored("api_error"), polls=0)  # errored again: the route serves it
+    handle = submit(store, router.policy, _requests(1), serve=serve_with(router), clock=VirtualClock().clock(),
+                    options=BatchOptions(retry="batch", poll_initial=1.0))
+    assert handle.wait() == BatchTally(total=1, retried=1, recovered=1)
+    assert fake_server.count("claude-primary") == 1
+    served = handle.results()[handle.ticket_ids[0]]
+    assert isinstance(served, RoutedMessage)
+    assert [a.error_type for a in served.routing.attempts] == ["api_error", None]
+
+
 def test_cancel_reports_every_request_canceled(
         fake_server: FakeServer, store: SQLiteQueue, router: Router) -> None:
     fake_server.plan_batch(polls=50, cancel_polls=1)

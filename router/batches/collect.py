@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,14 +20,19 @@ from .verdict import Verdict, judge
 
 log = logging.getLogger(__name__)
 
+#: Sends tickets again in new batches of the same job; the ids of those that went in.
+Resubmit = Callable[[list[Ticket]], set[str]]
+
 _MISSING = Verdict("retry", "missing", error_type="missing", error_message="absent from the batch's results",
                    outcome=Kind.SERVER_FAILURE)
 
 
-def collect(ctx: BatchContext, record: BatchRecord) -> None:
+def collect(ctx: BatchContext, record: BatchRecord, resubmit: Resubmit) -> None:
     """Store the results of the ended batch `record`, retry what its policy retries, then end the batch.
+    `resubmit(tickets)` sends tickets in a new batch (retry: batch) and says which went in.
 
-    Safe to run again (after a crash or a broken download): tickets already final are left as they are."""
+    Safe to run again (after a crash or a broken download): tickets already final, or moved on to another
+    batch, are left as they are."""
     retries: list[tuple[Ticket, Verdict]] = []
     seen: set[str] = set()
     for line in ctx.client.messages.batches.results(record.id):
@@ -43,8 +49,8 @@ def collect(ctx: BatchContext, record: BatchRecord) -> None:
         ticket = None if ticket_id in seen else _open_ticket(ctx, record, ticket_id)
         if ticket is not None:
             retries.append((ticket, _MISSING))
-    _retry_all(ctx, record, retries)
-    ctx.store.end_batch(record.id)
+    _retry_all(ctx, record, retries, resubmit)
+    ctx.store.end_batch(record.id)  # after any new batch is recorded: a crash in between loses nothing
 
 
 def _open_ticket(ctx: BatchContext, record: BatchRecord, ticket_id: str) -> Ticket | None:
@@ -76,7 +82,8 @@ def _settle(ctx: BatchContext, record: BatchRecord, ticket: Ticket, verdict: Ver
     if verdict.action == "done":
         assert verdict.message is not None
         routing = Routing(ctx.model.alias, ticket.route, (attempt,))
-        store.finish(ticket.id, None, result_json(verdict.message, routing, _note(record, verdict, False)), now)
+        note = _note(record, verdict, ticket.attempts > 0)  # attempts: the batches it was sent in before
+        store.finish(ticket.id, None, result_json(verdict.message, routing, note), now)
     elif verdict.action == "cancel":
         store.cancel(ticket.id, now)
     else:
@@ -85,8 +92,12 @@ def _settle(ctx: BatchContext, record: BatchRecord, ticket: Ticket, verdict: Ver
         store.fail(ticket.id, None, error, now, final=True)
 
 
-def _retry_all(ctx: BatchContext, record: BatchRecord, retries: list[tuple[Ticket, Verdict]]) -> None:
+def _retry_all(ctx: BatchContext, record: BatchRecord, retries: list[tuple[Ticket, Verdict]],
+               resubmit: Resubmit) -> None:
     policy = ctx.options.retry
+    if policy == "batch":
+        retries = _resubmitted(ctx, record, retries, resubmit)
+        policy = "route" if ctx.serve is not None else "none"
     if not retries:
         return
     if policy == "queue":
@@ -103,12 +114,29 @@ def _retry_all(ctx: BatchContext, record: BatchRecord, retries: list[tuple[Ticke
             pass
 
 
+def _resubmitted(ctx: BatchContext, record: BatchRecord, retries: list[tuple[Ticket, Verdict]],
+                 resubmit: Resubmit) -> list[tuple[Ticket, Verdict]]:
+    """retry: batch. Sends again those sent fewer than `resubmits` times before; returns the others, and
+    any the new batch could not take."""
+    again = [(t, v) for t, v in retries if t.attempts < ctx.options.resubmits]
+    if not again:
+        return retries
+    now = ctx.clock.wall()
+    for ticket, verdict in again:  # one more round on the ticket (queued until the new batch takes it)
+        attempt = _batch_attempt(ctx, record, verdict)
+        error = error_json(verdict.error_type or "errored", verdict.error_message or "", verdict.status, (attempt,),
+                           _note(record, verdict, True))
+        ctx.store.fail(ticket.id, None, error, now, final=False)
+    sent = resubmit([t for t, _ in again])
+    return [(t, v) for t, v in retries if t.id not in sent]
+
+
 def _give_up(ctx: BatchContext, record: BatchRecord, ticket: Ticket, verdict: Verdict) -> None:
     """retry: none. Expired ones end as Expired, errored ones as RequestFailed."""
     attempt = _batch_attempt(ctx, record, verdict)
     error_type = EXPIRED if verdict.kind == "expired" else (verdict.error_type or "errored")
     error = error_json(error_type, verdict.error_message or "", verdict.status, (attempt,),
-                       _note(record, verdict, False))
+                       _note(record, verdict, ticket.attempts > 0))
     ctx.store.fail(ticket.id, None, error, ctx.clock.wall(), final=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -12,11 +13,15 @@ from anthropic.types.messages import MessageBatch
 from ..errors import RouterError
 from ..outcome import Kind, classify
 from ..queue.store import BatchRecord
+from ..queue.ticket import Ticket
 from ..routing import RoutedMessage
 from .collect import collect
 from .context import BatchContext
 from .errors import BatchError, BatchNotReady
+from .parts import create_parts
 from .stored import CANCELED, EXPIRED, batch_note, outcome
+
+log = logging.getLogger(__name__)
 
 # Failures of a poll that a later poll may not see: the batch is polled again next round.
 _TRANSIENT = frozenset({Kind.SERVER_FAILURE, Kind.RATE_LIMITED})
@@ -80,7 +85,7 @@ class BatchHandle:
     @property
     def ticket_ids(self) -> tuple[str, ...]:
         """Every request's ticket (= custom_id), in the order submitted."""
-        return tuple(t for p in self._parts for t in p.ticket_ids)
+        return tuple(dict.fromkeys(t for p in self._parts for t in p.ticket_ids))
 
     @property
     def done(self) -> bool:
@@ -100,7 +105,7 @@ class BatchHandle:
         """One round: ask how each open part stands, and store the results of those that ended."""
         with self._lock:
             self._retrieve_all()
-            for part in self._parts:
+            for part in list(self._parts):  # a part collected may add another (retry: batch)
                 if part.id not in self._collected and self._seen[part.id] == "ended":
                     self._collect(part)
             return self._status()
@@ -150,7 +155,7 @@ class BatchHandle:
             ticket = self._ctx.store.get(ticket_id)
             if ticket is None or not ticket.final:
                 counts["pending"] += 1
-                counts["retried"] += ticket is not None and ticket.state != "batched"
+                counts["retried"] += ticket is not None and (ticket.state != "batched" or ticket.attempts > 0)
                 continue
             note = batch_note(ticket)
             retried = bool(note.get("retried")) or not note  # no note: a queue worker served it after a requeue
@@ -179,12 +184,24 @@ class BatchHandle:
 
     def _collect(self, part: BatchRecord) -> None:
         try:
-            collect(self._ctx, part)
+            collect(self._ctx, part, self._resubmit)
         except Exception as exc:
             if classify(exc).kind not in _TRANSIENT:
                 raise
             return  # a broken download: the next poll reads the results again
         self._collected.add(part.id)
+
+    def _resubmit(self, tickets: list[Ticket]) -> set[str]:
+        made: list[BatchRecord] = []
+        try:
+            create_parts(self._ctx, self.route, tickets, made, new=False)
+        except BatchError as exc:
+            log.warning("a new batch for %d retried requests of %s could not be created: %s", len(tickets), self.id,
+                        exc)
+        for record in made:
+            self._parts.append(record)
+            self._seen[record.id] = "in_progress"
+        return {t for record in made for t in record.ticket_ids}
 
     def _call(self, batch_id: str, method: Callable[[str], MessageBatch]) -> MessageBatch | None:
         """`method(batch_id)`; None when it failed in a way the next round may not (a 5xx, a 429)."""

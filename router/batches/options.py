@@ -12,14 +12,15 @@ from .split import DEFAULT_LIMITS, BatchLimits
 #: Serves one request through a route's normal path (wired to `Router.complete(route=..., **params)`).
 Serve = Callable[[str, Mapping[str, Any]], RoutedMessage]
 
-RETRY_POLICIES = ("route", "queue", "none")
+RETRY_POLICIES = ("route", "batch", "queue", "none")
 
 
 @dataclass(frozen=True, slots=True)
 class BatchOptions:
     """`retry`: what happens to a request the batch errored with a server-class error or expired:
-    "route" serves it at once through the route's normal path (`serve`), "queue" puts it back in the
-    durable queue for a worker, "none" ends it (RequestFailed / Expired).
+    "route" serves it at once through the route's normal path (`serve`); "batch" sends it again in a new
+    batch, up to `resubmits` times, then through the route (or, without `serve`, ends it); "queue" puts it
+    back in the durable queue for a worker; "none" ends it (RequestFailed / Expired).
 
     Polling waits `poll_initial` seconds, then `poll_factor` times longer each round, up to `poll_max`.
     `ttl`: how long a request is kept before it ends as expired (a batch may take 24 h; its retries come after).
@@ -34,6 +35,7 @@ class BatchOptions:
     concurrency: int = 8
     ttl: float = 2 * 86400.0
     create_attempts: int = 3
+    resubmits: int = 1
 
     def __post_init__(self) -> None:
         if self.retry not in RETRY_POLICIES:
@@ -44,6 +46,8 @@ class BatchOptions:
         for name in ("concurrency", "create_attempts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.resubmits < 0:
+            raise ValueError(f"resubmits must be >= 0, got {self.resubmits!r}")
         if not self.ttl > 0:
             raise ValueError(f"ttl must be > 0, got {self.ttl!r}")
 

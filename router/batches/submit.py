@@ -8,19 +8,17 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import anthropic
-from anthropic.types.messages import MessageBatch
 
 from ..clock import Clock, as_clock
-from ..outcome import Kind, classify
 from ..policy import ModelConfig, Policy
 from ..queue.store import BatchRecord, QueueStore
 from ..queue.ticket import Ticket
 from .client import batch_client, batch_model
 from .context import BatchContext
-from .errors import BatchError, BatchSubmitFailed
+from .errors import BatchError, BatchSubmitFailed, BatchTooLarge
 from .handle import BatchHandle
 from .options import BatchOptions, Serve
-from .split import split
+from .parts import create_parts
 
 _RESERVED = {"model": "the route's model is chosen for the batch: pass route= (and model= an alias) instead",
              "stream": "a batch request cannot stream",
@@ -28,8 +26,6 @@ _RESERVED = {"model": "the route's model is chosen for the batch: pass route= (a
              "extra_query": "a batch request carries no query of its own",
              "extra_body": "put the body's fields in the request itself",
              "timeout": "a batch request has no timeout of its own (wait(timeout=) bounds the wait)"}
-# A create refused with one of these did not create anything: it may be tried again.
-_CREATE_AGAIN = frozenset({Kind.SERVER_FAILURE, Kind.RATE_LIMITED})
 
 
 def submit(
@@ -56,22 +52,16 @@ def submit(
     config = batch_model(policy, route, model)
     ctx = BatchContext(store, client or batch_client(config), config, as_clock(clock), serve, opts)
     now = ctx.clock.wall()
-    tickets = {t.id: t for t in (_ticket(route, params, now, opts.ttl) for params in checked)}
-    entries = [{"custom_id": t.id, "params": {**t.params, "model": config.model}} for t in tickets.values()]
+    tickets = [_ticket(route, params, now, opts.ttl) for params in checked]
     parts: list[BatchRecord] = []
-    for chunk in split(entries, opts.limits):
-        ids = tuple(str(entry["custom_id"]) for entry in chunk)
-        try:
-            batch = _create(ctx, chunk)
-        except BatchError as exc:
-            unsent = len(entries) - sum(len(p.ticket_ids) for p in parts)
-            held = BatchHandle(ctx, route, parts) if parts else None
-            raise BatchSubmitFailed(str(exc), held, unsent) from exc.__cause__
-        record = BatchRecord(batch.id, route, config.alias, ids, ctx.clock.wall())
-        # Tickets first: a crash before save_batch leaves them batched until their ttl ends them as expired.
-        store.put([_batched(tickets[i], batch.id) for i in ids])
-        store.save_batch(record)
-        parts.append(record)
+    try:
+        create_parts(ctx, route, tickets, parts, new=True)
+    except BatchTooLarge:
+        raise
+    except BatchError as exc:
+        unsent = len(tickets) - sum(len(p.ticket_ids) for p in parts)
+        held = BatchHandle(ctx, route, parts) if parts else None
+        raise BatchSubmitFailed(str(exc), held, unsent) from exc.__cause__
     return BatchHandle(ctx, route, parts)
 
 
@@ -123,27 +113,3 @@ def _checked(index: int, params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _ticket(route: str, params: dict[str, Any], now: float, ttl: float) -> Ticket:
     return Ticket(f"tkt_{uuid.uuid4().hex}", route, params, now, now + ttl, state="batched")
-
-
-def _batched(ticket: Ticket, batch_id: str) -> Ticket:
-    return Ticket(ticket.id, ticket.route, ticket.params, ticket.created_at, ticket.expires_at, state="batched",
-                  batch_id=batch_id)
-
-
-def _create(ctx: BatchContext, chunk: Sequence[Mapping[str, Any]]) -> MessageBatch:
-    """Create one batch; a create the API refused with a 5xx or 429 is tried again after a backoff, any
-    other failure (a timeout may have created it: never repeated) raises BatchError."""
-    delay = ctx.options.poll_initial
-    for attempt in range(1, ctx.options.create_attempts + 1):
-        try:
-            return ctx.client.messages.batches.create(requests=chunk)  # type: ignore[arg-type]
-        except Exception as exc:
-            failure = classify(exc)
-            again = failure.kind in _CREATE_AGAIN and isinstance(exc, anthropic.APIStatusError)
-            if not again or attempt == ctx.options.create_attempts:
-                detail = failure.error_type or failure.kind.value
-                status = f", status {failure.status}" if failure.status else ""
-                raise BatchError(f"{detail}{status} after {attempt} tries") from exc
-            ctx.clock.sleep(failure.retry_after if failure.retry_after is not None else delay)
-            delay = ctx.options.next_delay(delay)
-    raise AssertionError("unreachable")
