@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from anthropic.types import Message
+from anthropic.types.messages import MessageBatchIndividualResponse, MessageBatchSucceededResult
 
 from router import AllModelsFailed, RoutedMessage, Router, parse_policy
 from router.batches import (
@@ -32,11 +34,12 @@ from router.batches import (
     submit,
 )
 from router.batches.split import encoded_size
+from router.batches.verdict import judge
 from router.clock import Clock, VirtualClock
 from router.errors import Expired, RequestFailed
 from router.outcome import Kind
 from router.queue.sqlite import SQLiteQueue
-from router.testing import FakeServer, Fault
+from router.testing import FakeServer, Fault, wire
 from router.testing.batches import BATCH_ENDPOINT, BatchResult, mixed
 
 from .conftest import KEYS, USER, policy_yaml
@@ -277,6 +280,30 @@ def test_cancel_reports_every_request_canceled(
     assert fake_server.count("claude-primary") == 0
 
 
+def test_each_result_type_gets_its_verdict() -> None:
+    def line(result: dict[str, Any]) -> Any:
+        return MessageBatchIndividualResponse.model_validate({"custom_id": "t", "result": result}).result
+
+    def error(error_type: str, message: str = "m") -> dict[str, Any]:
+        return {"type": "errored", "error": {"type": "error", "error": {"type": error_type, "message": message}}}
+
+    message = json.loads(wire.anthropic_message("msg_1", "claude-x", "hi", "end_turn", 1, 1))
+    assert judge(line({"type": "succeeded", "message": message})).action == "done"
+    unchecked = Message.model_construct(**{**message, "content": None})  # as the SDK's JSONL decoder may build it
+    broken = judge(MessageBatchSucceededResult.model_construct(type="succeeded", message=unchecked))
+    assert (broken.action, broken.error_type) == ("retry", "invalid_response")
+    assert judge(line({"type": "expired"})).action == "retry"
+    assert judge(line({"type": "canceled"})).action == "cancel"
+    for error_type in ("api_error", "overloaded_error", "timeout_error", "rate_limit_error"):
+        assert judge(line(error(error_type))).action == "retry", error_type
+    for error_type in ("invalid_request_error", "not_found_error"):
+        verdict = judge(line(error(error_type)))
+        assert (verdict.action, verdict.outcome) == ("fail", Kind.CALLER), error_type
+    too_long = judge(line(error("invalid_request_error", "prompt is too long: 210000 tokens > 200000 maximum")))
+    assert (too_long.action, too_long.outcome) == ("retry", Kind.TOO_LARGE)  # a larger model of the route may serve it
+    assert judge(line(error("api_error")), {"api_error": "caller"}).action == "fail"  # the model's outcomes: win
+
+
 # -- polling, creating, models -----------------------------------------------------------------------
 
 
@@ -381,7 +408,8 @@ def test_a_process_killed_while_polling_is_picked_up_again_by_a_new_one(
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        batch_id = proc.stdout.readline().strip()
+        _until(lambda: fake_server.batches.created == 1 or proc.poll() is not None, "the submitter to create")
+        batch_id = proc.stdout.readline().strip()  # printed once submit() returned: the batch is in the file
         assert batch_id.startswith("msgbatch_"), proc.stderr.read() if proc.stderr else ""
         _until(lambda: fake_server.batches.get(batch_id).retrieves >= 3, "the submitter to poll")
     finally:

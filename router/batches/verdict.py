@@ -10,6 +10,7 @@ from anthropic.types import Message
 from anthropic.types.messages import MessageBatchResult
 
 from ..outcome import Kind, classify_status
+from ..reply import usable
 
 Action = Literal["done", "retry", "fail", "cancel"]
 
@@ -52,10 +53,14 @@ def status_of(error_type: str | None) -> int | None:
 
 
 def judge(result: MessageBatchResult, overrides: Mapping[str, str] | None = None) -> Verdict:
-    """Succeeded: done. Errored: retried when server-class (by its error.type, the model's `outcomes:`
-    overrides applied), failed when the request itself is wrong. Expired: retried. Canceled: canceled."""
+    """Succeeded: done (a message that is not a valid Message is a server failure: retried). Errored:
+    retried when server-class (by its error.type, the model's `outcomes:` overrides applied), failed when
+    the request itself is wrong. Expired: retried. Canceled: canceled."""
     if result.type == "succeeded":
-        return Verdict("done", "succeeded", message=result.message)
+        if usable(result.message):
+            return Verdict("done", "succeeded", message=result.message)
+        return Verdict("retry", "succeeded", error_type="invalid_response", outcome=Kind.SERVER_FAILURE,
+                       error_message="the batch's message is not a valid Message")
     if result.type == "canceled":
         return Verdict("cancel", "canceled")
     if result.type == "expired":
