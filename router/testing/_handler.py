@@ -10,6 +10,7 @@ from router.testing._exchange import Api, Exchange, send_simple
 from router.testing._hostile import play_drip, play_raw, play_sse
 from router.testing._http import LAST_CHUNK, Connection, HttpError, Request, chunk, response_head
 from router.testing._pacing import Pace, Pacer
+from router.testing.batches import BATCH_ENDPOINT, Reply
 from router.testing.faults import Fault, FaultKind
 from router.testing.state import ReceivedRequest, ServerState
 
@@ -19,6 +20,8 @@ _ROUTES: dict[tuple[str, str], Api] = {
     ("POST", "/v1/messages"): "anthropic",
     ("POST", "/v1/chat/completions"): "openai",
 }
+
+_BATCHES = "/v1/messages/batches"
 
 _DEFAULT_MESSAGES = {
     "invalid_request_error": "Invalid request",
@@ -70,6 +73,8 @@ async def serve_connection(conn: Connection, state: ServerState) -> None:
 async def _answer(conn: Connection, state: ServerState, request: Request) -> bool:
     """Answer one request; False if the connection must not be reused."""
     number = state.next_id()
+    if request.path.startswith(_BATCHES):
+        return await _batch(conn, state, request, number)
     api = _ROUTES.get((request.method, request.path))
     if api is None:
         message = f"Not found: {request.method} {request.path}"
@@ -89,6 +94,43 @@ async def _answer(conn: Connection, state: ServerState, request: Request) -> boo
     if not _authorised(request.headers):
         return await _status(ex, Fault.status(401, message="x-api-key header is required"))
     return await _play(ex, state.next_fault(ex.model))
+
+
+async def _batch(conn: Connection, state: ServerState, request: Request, number: int) -> bool:
+    """A Message Batches request: create, retrieve, results or cancel (a fault planned for BATCH_ENDPOINT
+    answers it instead)."""
+    try:
+        parsed = json.loads(request.body) if request.body else {}
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    ex = Exchange(conn, state, "anthropic", request, parsed if isinstance(parsed, dict) else {}, BATCH_ENDPOINT,
+                  number)
+    state.record(BATCH_ENDPOINT, ReceivedRequest(request.path, dict(request.headers), ex.body))
+    if not _authorised(request.headers):
+        return await _status(ex, Fault.status(401, message="x-api-key header is required"))
+    fault = state.next_fault(BATCH_ENDPOINT)
+    if fault.kind != "ok":
+        return await _play(ex, fault)
+    if parsed is None:
+        return await _status(ex, Fault.status(400, message="The request body is not valid JSON."))
+    reply = _batch_reply(state, request, parsed, number)
+    return await send_simple(conn, reply.status, reply.content_type, reply.body, [*reply.headers, *ex.conn_headers()])
+
+
+def _batch_reply(state: ServerState, request: Request, body: object, number: int) -> Reply:
+    host = request.headers.get("host", "127.0.0.1")
+    parts = request.path[len(_BATCHES):].strip("/").split("/")
+    batches = state.batches
+    if request.method == "POST" and parts == [""]:
+        return batches.create(request.body, body, number, host)
+    if request.method == "GET" and len(parts) == 1 and parts[0]:
+        return batches.retrieve(parts[0], number, host)
+    if request.method == "GET" and len(parts) == 2 and parts[1] == "results":
+        return batches.results(parts[0], number)
+    if request.method == "POST" and len(parts) == 2 and parts[1] == "cancel":
+        return batches.cancel(parts[0], number, host)
+    message = f"Not found: {request.method} {request.path}"
+    return Reply(404, wire.anthropic_error("not_found_error", message, f"req_fake_{number}"))
 
 
 def _authorised(headers: dict[str, str]) -> bool:

@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 
 from router.testing._handler import serve_connection
 from router.testing._http import Connection
+from router.testing.batches import BatchPlan, BatchResult, FakeBatches
 from router.testing.faults import Fault
 from router.testing.state import ReceivedRequest, ServerState
 
@@ -189,6 +190,27 @@ class FakeServer:
         """Responses for ``model`` that the client closed before the server finished sending: streams,
         and any response of the hostile-wire faults (raw, trickle, drip, echo_headers, sse)."""
         return self._state.disconnects(model)
+
+    @property
+    def batches(self) -> FakeBatches:
+        """The Message Batches the server was sent (`created`, `submissions(custom_id)`, `get(id)`, ...)."""
+        return self._state.batches
+
+    def plan_batch(
+        self,
+        results: Mapping[str, BatchResult] | Sequence[BatchResult] = (),
+        *,
+        default: BatchResult | None = None,
+        polls: int = 1,
+        seconds: float | None = None,
+        cancel_polls: int = 1,
+    ) -> None:
+        """Script the next Message Batch created: each request's result by custom_id (a mapping) or by
+        position (a sequence, e.g. `batches.mixed(...)`), `default` for the others (succeeded), and how
+        many retrieves (`polls`; and `seconds` of real time) it answers in_progress before it ends.
+        Call again to script the batch after it."""
+        plan = BatchPlan(results, default or BatchResult.succeeded(), polls, seconds, cancel_polls)
+        self._state.batches.plan(plan)
 
     def reset(self) -> None:
         """Forget all plans, counters and received requests."""

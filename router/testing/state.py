@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from router.testing.batches import FakeBatches
 from router.testing.faults import Fault
 
 __all__ = ["ReceivedRequest", "ServerState"]
@@ -38,6 +39,7 @@ class ServerState:
         self._plans: dict[str, _Plan] = {}
         self._received: dict[str, list[ReceivedRequest]] = {}
         self._disconnects: dict[str, int] = {}
+        self.batches = FakeBatches()  # Message Batches: thread-safe on its own
 
     def next_id(self) -> int:
         """A fresh number for ``req_fake_<n>`` / ``msg_fake_<n>``."""
@@ -88,3 +90,4 @@ class ServerState:
             self._plans.clear()
             self._received.clear()
             self._disconnects.clear()
+        self.batches.reset()
