@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import drivers, plan
@@ -25,6 +25,7 @@ from .streaming.routed import AsyncRoutedStream, RoutedStream
 from .streaming.stitcher import Stitcher
 
 if TYPE_CHECKING:
+    from .batches import BatchHandle, BatchOptions
     from .status_page import StatusPageWatcher
 
 log = logging.getLogger("router")
@@ -243,6 +244,29 @@ class Router:
     async def aresult(self, ticket: str, timeout: float | None = None) -> RoutedMessage:
         """`result()` for asyncio: the store is read off the event loop."""
         return await tickets.await_(self._queue_keeper().store, ticket, timeout, self._clock)
+
+    def batch(self, requests: Sequence[Mapping[str, Any]], *, route: str = "default", model: str | None = None,
+              options: BatchOptions | None = None) -> BatchHandle:
+        """Send non-urgent `requests` (Messages API arguments, without model=) through Anthropic's Message
+        Batches API, to `model` (default: the first anthropic model of `route`). Each request is a ticket of
+        the router's queue before this returns; `handle.results()` maps ticket id to message or exception.
+        Server-class errors and expired requests are retried through the route (`options.retry`)."""
+        from .batches import submit
+
+        if route not in self._live.snapshot.routes:
+            raise UnknownRoute(route, list(self._live.snapshot.routes))
+        return submit(self._queue_keeper().store, self.policy, requests, route=route, model=model,
+                      serve=self._serve_batched, clock=self._clock, options=options)
+
+    def resume_batches(self, options: BatchOptions | None = None) -> list[BatchHandle]:
+        """A handle for every batch in the queue that has not ended (after a restart): `wait()` picks up."""
+        from .batches import resume
+
+        return resume(self._queue_keeper().store, self.policy, serve=self._serve_batched, clock=self._clock,
+                      options=options)
+
+    def _serve_batched(self, route: str, params: Mapping[str, Any]) -> RoutedMessage:
+        return self.complete(route=route, on_exhausted="raise", **params)
 
     def ready_in(self, route: str = "default") -> float | None:
         """Seconds until some model of `route` may be tried (0: now); None if every one is held open."""

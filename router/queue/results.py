@@ -56,7 +56,7 @@ def outcome(ticket: Ticket) -> RoutedMessage:
         return _message(ticket.result)
     error: Mapping[str, Any] = ticket.error or {}
     attempts = decode_attempts(error.get("attempts"))
-    if ticket.state == "expired":
+    if ticket.state == "expired" or error.get("type") == "Expired":  # (a batch that expired it, not retried)
         raise Expired(ticket.id, attempts, error.get("message"))
     if ticket.state == "failed" and error.get("type") == "AllModelsFailed":
         raise AllModelsFailed(ticket.route, attempts, f"ticket {ticket.id}, after {ticket.attempts} rounds")
