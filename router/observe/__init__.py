@@ -54,18 +54,20 @@ class Instrumentation:
 def instrument(
     router: Any, *, otel: bool = True, tracer_provider: Any = None, meter_provider: Any = None,
     sdk_spans: bool | None = None, prometheus_registry: Any = None, prometheus_port: int | None = None,
-    prometheus_addr: str = "0.0.0.0", queue_counts: QueueCounts | None = None,
+    prometheus_addr: str = "0.0.0.0", queue_counts: QueueCounts | None = None, otel_traces: bool = True,
+    otel_metrics: bool = True,
 ) -> Instrumentation:
-    """Turn on OpenTelemetry (`otel=True`: spans and metrics to the given or global providers) and, when
-    `prometheus_registry` or `prometheus_port` is given, a Prometheus collector registered on that registry
-    (default: prometheus_client's global REGISTRY) and served on `prometheus_port` (0: a free port) if given."""
+    """Turn on OpenTelemetry (`otel=True`: spans and metrics to the given or global providers; `otel_traces` or
+    `otel_metrics` False leaves one out) and, when `prometheus_registry` or `prometheus_port` is given, a Prometheus
+    collector registered on that registry (default: prometheus_client's global REGISTRY) and served on
+    `prometheus_port` (0: a free port) if given. `close()` on what it returns undoes it all."""
     done = Instrumentation(router)
     try:
         if otel:
             from .otel import OpenTelemetryListener
 
             done.otel = OpenTelemetryListener(router, tracer_provider=tracer_provider, meter_provider=meter_provider,
-                                              sdk_spans=sdk_spans)
+                                              sdk_spans=sdk_spans, traces=otel_traces, metrics=otel_metrics)
             router.add_listener(done.otel)
         if prometheus_registry is not None or prometheus_port is not None:
             _prometheus(done, router, prometheus_registry, prometheus_port, prometheus_addr, queue_counts)

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import metrics, trace
+from opentelemetry import metrics as otel_metrics
+from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
@@ -68,16 +69,18 @@ class OpenTelemetryListener:
 
     `router.add_listener(OpenTelemetryListener(router))`, or `router.observe.instrument(router)`. Spans go to
     `tracer_provider` (default: the global one), metrics to `meter_provider` (default: the global one).
-    `sdk_spans` overrides the detection of the anthropic SDK's own spans (see `sdk_traces_on`)."""
+    `sdk_spans` overrides the detection of the anthropic SDK's own spans (see `sdk_traces_on`); `traces=False` or
+    `metrics=False` turns one of the two off."""
 
     def __init__(
         self, router: Any, *, tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None, sdk_spans: bool | None = None,
-        environ: Mapping[str, str] | None = None,
+        environ: Mapping[str, str] | None = None, traces: bool = True, metrics: bool = True,
     ) -> None:
         self.names: Names = semconv.names(environ)
-        self._tracer = trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
-        meter = metrics.get_meter(SCOPE, meter_provider=meter_provider)
+        self._tracer = trace.get_tracer(SCOPE, tracer_provider=tracer_provider) if traces else trace.NoOpTracer()
+        meter = otel_metrics.get_meter(SCOPE, meter_provider=meter_provider) if metrics else otel_metrics.NoOpMeter(
+            SCOPE)
         self._models: Models = lambda: router.policy.models
         self.instruments = Instruments(meter, self.names, router.breakers)
         self.sdk_spans = sdk_traces_on(tracer_provider) if sdk_spans is None else sdk_spans
@@ -126,13 +129,13 @@ class OpenTelemetryListener:
             req.attempt.set_status(Status(StatusCode.ERROR, event.error or "abandoned"))
             req.attempt.end()
         span = req.span
-        span.set_attribute("router.outcome", outcome)
-        span.set_attribute("router.attempts", len(event.attempts))
+        attrs: dict[str, Any] = {"router.outcome": outcome, "router.attempts": len(event.attempts)}
         if event.model is not None:
-            span.set_attribute("router.model_alias", event.model)
+            attrs["router.model_alias"] = event.model
         if event.error is not None:
-            span.set_attribute("error.type", event.error)
+            attrs["error.type"] = event.error
             span.set_status(Status(StatusCode.ERROR, event.error))
+        span.set_attributes(attrs)
         span.end()
 
     # -- attempts ---------------------------------------------------------------------------------
