@@ -316,18 +316,19 @@ from router.testing import FakeServer, Fault
 exporter = InMemorySpanExporter()
 provider = TracerProvider()
 provider.add_span_processor(SimpleSpanProcessor(exporter))
-trace.set_tracer_provider(provider)
 with FakeServer().start() as srv:
     srv.plan("claude-primary", [Fault.status(500)])
     policy = router.parse_policy(textwrap.dedent(sys.argv[1].replace("URL", srv.url)), env={"K": "sk-test"})
     with router.Router(policy, watch=False) as r:
-        done = instrument(r)
+        done = instrument(r)  # before the app registers its tracer provider: detected at the first attempt
+        trace.set_tracer_provider(provider)
         msg = r.complete(messages=[{"role": "user", "content": "Hi"}], max_tokens=16)
+        detected = done.otel.sdk_spans
         done.close()
 spans = [{"name": s.name, "kind": s.kind.name, "id": s.context.span_id,
           "parent": s.parent.span_id if s.parent else None,
           "events": [[e.name, dict(e.attributes)] for e in s.events]} for s in exporter.get_finished_spans()]
-print(json.dumps({"sdk_spans": done.otel is None, "spans": spans, "attempts": len(msg.routing.attempts)}))
+print(json.dumps({"sdk_spans": detected, "spans": spans, "attempts": len(msg.routing.attempts)}))
 """
 
 
@@ -347,6 +348,7 @@ def test_with_the_sdks_own_tracing_on_attempt_spans_are_not_duplicated(tmp_path:
                          cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["sdk_spans"] is True
     spans = result["spans"]
     (parent,) = [s for s in spans if s["name"] == "router default"]
     sdk = [s for s in spans if s["kind"] == "CLIENT"]

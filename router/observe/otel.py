@@ -83,13 +83,25 @@ class OpenTelemetryListener:
             SCOPE)
         self._models: Models = lambda: router.policy.models
         self.instruments = Instruments(meter, self.names, router.breakers)
-        self.sdk_spans = sdk_traces_on(tracer_provider) if sdk_spans is None else sdk_spans
+        self._tracer_provider = tracer_provider
+        self._sdk_spans = sdk_spans  # None: detected, until a real global provider is seen (see `sdk_spans`)
         self._open: dict[int, _Open] = {}
         self._handlers: dict[str, Callable[[Any], None]] = {
             "RequestStarted": self._started, "AttemptStarted": self._attempt_started,
             "AttemptEnded": self._attempt_ended, "Failover": self._failover, "StreamResumed": self._resumed,
             "RequestEnded": self._ended, "BreakerTransition": self._transition,
         }
+
+    @property
+    def sdk_spans(self) -> bool:
+        """True while the anthropic SDK's own spans stand for attempts on anthropic models (asked per attempt
+        until a real global tracer provider is registered, so instrumenting before setting one up is fine)."""
+        if self._sdk_spans is not None:
+            return self._sdk_spans
+        on = sdk_traces_on(self._tracer_provider)
+        if on or not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            self._sdk_spans = on  # the global provider is settled: the answer will not change
+        return on
 
     def __call__(self, event: Any) -> None:
         handler = self._handlers.get(type(event).__name__)
@@ -140,8 +152,8 @@ class OpenTelemetryListener:
 
     # -- attempts ---------------------------------------------------------------------------------
 
-    def _genai(self, req: _Open, alias: str) -> dict[str, Any]:
-        config = req.models.get(alias)
+    def _genai(self, req: _Open | None, alias: str) -> dict[str, Any]:
+        config = (req.models if req is not None else self._models()).get(alias)
         provider, model = semconv.provider_and_model(config.provider, config.model) if config else ("_OTHER", alias)
         return {"gen_ai.operation.name": "chat", "gen_ai.provider.name": provider, "gen_ai.request.model": model}
 
@@ -177,7 +189,7 @@ class OpenTelemetryListener:
                                                             "router.outcome": outcome})
             return
         usage = semconv.usage_of(event.message) if event.message is not None else None
-        genai = self._genai(req, attempt.model) if req is not None else {"gen_ai.operation.name": "chat"}
+        genai = self._genai(req, attempt.model)
         error = _error_type(attempt)
         if event.message is not None and getattr(event.message, "model", None):
             genai["gen_ai.response.model"] = event.message.model
