@@ -358,3 +358,35 @@ def test_with_the_sdks_own_tracing_on_attempt_spans_are_not_duplicated(tmp_path:
     ours = [e for e in parent["events"] if e[0] == "router.attempt"]
     assert [(e[1]["router.model_alias"], e[1]["router.outcome"]) for e in ours] == [
         ("primary", "server_failure"), ("fallback", "success")]
+
+
+def test_a_stream_the_caller_leaves_early_still_ends_its_spans(fake_server: FakeServer, make_router) -> None:
+    fake_server.plan("claude-primary", [Fault.ok(deltas=["a", "b", "c", "d"])])
+    r = make_router(attempts=1)
+    t = Telemetry()
+    t.instrument(r)
+    with r.stream(messages=USER, max_tokens=32) as s:
+        next(iter(s))  # the caller reads one event and goes away
+    spans = t.finished()
+    (parent,) = [s for s in spans if s.kind is SpanKind.INTERNAL]
+    (child,) = [s for s in spans if s.kind is SpanKind.CLIENT]
+    assert parent.attributes["error.type"] == "GeneratorExit" and parent.status.status_code is StatusCode.ERROR
+    assert child.status.status_code is StatusCode.ERROR and child.end_time is not None
+
+
+async def test_async_streams_and_requests_make_the_same_spans(fake_server: FakeServer, make_router) -> None:
+    fake_server.plan("claude-primary", [Fault.status(529), Fault.stream_error(after=0)])
+    r = make_router(attempts=1, threshold=5)
+    t = Telemetry()
+    t.instrument(r)
+    await r.acomplete(messages=USER, max_tokens=16)
+    async with r.astream(messages=USER, max_tokens=16) as s:
+        async for _ in s:
+            pass
+    spans = t.finished()
+    parents = [s for s in spans if s.kind is SpanKind.INTERNAL]
+    assert [p.attributes["router.stream"] for p in parents] == [False, True]
+    for p in parents:
+        kids = [s for s in spans if s.parent is not None and s.parent.span_id == p.context.span_id]
+        assert [(k.attributes["router.model_alias"], k.status.status_code) for k in kids] == [
+            ("primary", StatusCode.ERROR), ("fallback", StatusCode.UNSET)]
