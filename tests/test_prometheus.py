@@ -123,6 +123,21 @@ def test_without_a_queue_there_is_no_queue_depth_sample(make_router, served: lis
     assert not pick(samples, "failover_router_queue_depth")
 
 
+def test_a_failing_queue_count_or_store_still_scrapes_the_rest(make_router, served: list[Instrumentation],
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> dict[str, int]:
+        raise ConnectionError("queue store down")
+
+    r = make_router()
+    done = serve(r, served, queue_counts=broken)
+    r.complete(messages=USER, max_tokens=16)
+    _, samples = scrape(done.port)
+    assert value(samples, "failover_router_requests_total", outcome="served") == 1
+    assert value(samples, "failover_router_breaker_state", model="primary") == 0
+    assert not pick(samples, "failover_router_queue_depth")
+    assert any("queue_counts() failed" in rec.getMessage() for rec in caplog.records)
+
+
 def test_breaker_state_is_the_fleets_with_a_redis_store(
     fake_server: FakeServer, make_router, redis_factory, clock: Clock, served: list[Instrumentation]
 ) -> None:

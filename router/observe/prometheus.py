@@ -107,7 +107,12 @@ class PrometheusCollector:
         yield from self._breaker_gauges()
         depth = GaugeMetricFamily(GAUGES[3][0], GAUGES[3][1], labels=["state"])
         if self._queue_counts is not None:
-            for state, count in sorted(self._queue_counts().items()):
+            try:
+                counts = sorted(self._queue_counts().items())
+            except Exception:  # the queue's store is down: say so in the log, scrape the rest
+                log.warning("failover_router_queue_depth: queue_counts() failed", exc_info=True)
+                counts = []
+            for state, count in counts:
                 depth.add_metric([state], count)
         yield depth
 
