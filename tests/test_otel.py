@@ -390,3 +390,59 @@ async def test_async_streams_and_requests_make_the_same_spans(fake_server: FakeS
         kids = [s for s in spans if s.parent is not None and s.parent.span_id == p.context.span_id]
         assert [(k.attributes["router.model_alias"], k.status.status_code) for k in kids] == [
             ("primary", StatusCode.ERROR), ("fallback", StatusCode.UNSET)]
+
+
+@pytest.mark.parametrize(("provider", "model", "expected"), [
+    ("anthropic", "claude-sonnet-4-5", ("anthropic", "claude-sonnet-4-5")),
+    ("litellm", "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+     ("aws.bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0")),
+    ("litellm", "openai/gpt-4.1-mini", ("openai", "gpt-4.1-mini")),
+    ("litellm", "vertex_ai/gemini-2.5-pro", ("gcp.vertex_ai", "gemini-2.5-pro")),
+    ("litellm", "someprovider/model-x", ("someprovider", "model-x")),
+    ("litellm", "gpt-4o", ("openai", "gpt-4o")),
+])
+def test_provider_names_follow_the_conventions(provider: str, model: str, expected: tuple[str, str]) -> None:
+    from router.observe.semconv import provider_and_model
+
+    assert provider_and_model(provider, model) == expected
+
+
+@pytest.mark.parametrize(("value", "latest"), [
+    ("", False), ("http", False), ("gen_ai_latest_experimental", True), ("http,gen_ai_latest_experimental", True),
+    ("gen_ai_latest_experimental_v2", False),
+])
+def test_only_the_gen_ai_opt_in_value_switches_versions(value: str, latest: bool) -> None:
+    from router.observe.semconv import names
+
+    chosen = names({"OTEL_SEMCONV_STABILITY_OPT_IN": value})
+    assert chosen.latest is latest
+    assert chosen.duration == ("gen_ai.client.inference.duration" if latest else "gen_ai.client.operation.duration")
+
+
+def test_a_litellm_fallback_is_named_by_its_provider_prefix(fake_server: FakeServer, make_router) -> None:
+    url = fake_server.url
+    policy = f"""
+        version: 1
+        defaults: {{retry: {{attempts: 1}}}}
+        models:
+          claude: {{provider: anthropic, model: claude-primary, base_url: "{url}", api_key: "${{KEY_PRIMARY}}"}}
+          gpt: {{provider: litellm, model: openai/gpt-fallback, base_url: "{url}/v1", api_key: "${{KEY_FALLBACK}}"}}
+        routes:
+          default: [claude, gpt]
+    """
+    fake_server.plan("claude-primary", [Fault.status(529)])
+    fake_server.plan("gpt-fallback", [Fault.ok(input_tokens=11, output_tokens=4)])
+    r = make_router(policy)
+    t = Telemetry()
+    t.instrument(r)
+    msg = r.complete(messages=USER, max_tokens=16)
+    assert msg.routing.model == "gpt"
+    failed, served = [s for s in t.finished() if s.kind is SpanKind.CLIENT]
+    assert (failed.attributes["gen_ai.provider.name"], failed.attributes["error.type"]) == (
+        "anthropic", "overloaded_error")
+    assert served.name == "chat gpt-fallback"
+    a = served.attributes
+    assert (a["gen_ai.provider.name"], a["gen_ai.request.model"], a["router.model_alias"]) == (
+        "openai", "gpt-fallback", "gpt")
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (11, 4)
+    assert a["gen_ai.response.id"] == msg.id
