@@ -19,7 +19,17 @@ import time
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from benchmarks import client_cpu, fleet, imports, open_breaker, outage, overhead, streaming, throughput
+from benchmarks import (
+    client_cpu,
+    fleet,
+    imports,
+    observability,
+    open_breaker,
+    outage,
+    overhead,
+    streaming,
+    throughput,
+)
 from benchmarks.common import (
     RESULTS_DIR,
     ROOT,
@@ -41,6 +51,7 @@ FIGURES: dict[str, Figure] = {
     "streaming": streaming.run,
     "imports": imports.run,
     "fleet": fleet.run,
+    "observability": observability.run,
 }
 
 

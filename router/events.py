@@ -9,6 +9,7 @@ from typing import Protocol
 
 from anthropic.types import Message
 
+from .observe.logs import log_event
 from .outcome import Kind
 from .routing import Attempt
 
@@ -131,32 +132,36 @@ class Listener(Protocol):
     def __call__(self, event: Event) -> None: ...
 
 
-def log_transitions(event: Event) -> None:
-    """The router's own logging, as a listener: breaker transitions (WARNING when a breaker opens)."""
-    if isinstance(event, BreakerTransition):
-        level = logging.WARNING if event.new == "open" else logging.INFO
-        log.log(level, "breaker %s: %s -> %s", event.model, event.old, event.new)
+#: The router's own logging, as a listener: breaker transitions (WARNING when a breaker opens) and, when the
+#: logger `router` is enabled for INFO, failovers, resumed streams and queued requests (see `router.observe.logs`).
+log_transitions: Listener = log_event
 
 
 class Funnel:
     """The one way events leave the engine. A listener that raises is logged and ignored: a buggy hook
-    never breaks a request. `listening` is False while nobody but the router's own logging listens, so
-    the engine can skip building events no one reads (breaker transitions are always sent)."""
+    never breaks a request. `listening` is False while nobody but the router's own logging listens and the
+    logger `router` is not enabled for INFO, so the engine can skip building events no one reads (breaker
+    transitions are always sent)."""
 
-    __slots__ = ("_listeners", "clock", "listening")
+    __slots__ = ("_listeners", "_real", "clock")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self._listeners: tuple[Listener, ...] = (log_transitions,)
-        self.listening = False
+        self._real = False
+
+    @property
+    def listening(self) -> bool:
+        """True if a listener other than the router's logging is added, or the router's INFO records are wanted."""
+        return self._real or log.isEnabledFor(logging.INFO)
 
     def add(self, listener: Listener) -> None:
         self._listeners = (*self._listeners, listener)
-        self.listening = True
+        self._real = True
 
     def remove(self, listener: Listener) -> None:
         self._listeners = tuple(x for x in self._listeners if x is not listener)
-        self.listening = len(self._listeners) > 1
+        self._real = len(self._listeners) > 1
 
     def __call__(self, event: Event) -> None:
         for listener in self._listeners:

@@ -176,7 +176,7 @@ def plan(
             raise AllModelsFailed(route, req.attempts, getattr(ticket, "reason", "not queued")) from cause
         why = f"waited {clock() - req.started:.3g}s (on_exhausted.wait.max)" if waited_until is not None else None
         raise AllModelsFailed(route, req.attempts, why) from cause
-    except Exception as exc:
+    except BaseException as exc:  # a cancelled or abandoned request ends too (error "CancelledError", "GeneratorExit")
         req.ended(None, exc)
         raise
 
