@@ -174,5 +174,3 @@ class Funnel:
         """The breaker store's transition hook."""
         self(BreakerTransition(alias, old, new, self.clock()))
 
-
-Queued = RequestQueued  # transitional name, removed once every module says RequestQueued

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from router.events import Dequeued, Queued
+from router.events import Dequeued, RequestQueued
 from router.observe.logs import log_event
 from router.testing import FakeServer, Fault
 
@@ -95,7 +95,7 @@ def test_a_resumed_stream_logs_where_it_resumed(
 def test_queued_and_dequeued_requests_are_logged(caplog: pytest.LogCaptureFixture) -> None:
     # The engine raises router.Queued when a route's on_exhausted is queue; the listener logs the events it sends.
     with caplog.at_level(logging.INFO, logger="router"):
-        log_event(Queued("default", "tkt_1", "exhausted", 1.0, 42))
+        log_event(RequestQueued("default", "tkt_1", "exhausted", 1.0, 42))
         log_event(Dequeued("default", "tkt_1", "done", "fallback", 2.0))
     queued, dequeued = records(caplog, "router.queue")
     assert (queued.router_ticket, queued.router_reason, queued.router_request) == (  # type: ignore[attr-defined]

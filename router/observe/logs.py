@@ -114,7 +114,7 @@ _HANDLERS: dict[str, Callable[[Any], None]] = {
     "RequestEnded": _request_ended,
     "Failover": _failover,
     "StreamResumed": _resumed,
-    "Queued": _queued,
+    "RequestQueued": _queued,
     "Dequeued": _dequeued,
     "BreakerTransition": _transition,
 }
