@@ -84,6 +84,9 @@ def _prometheus(done: Instrumentation, router: Any, registry: Any, port: int | N
     from .prometheus import PrometheusCollector
 
     done.registry = registry if registry is not None else prometheus_client.REGISTRY
+    queue = getattr(router, "queue", None)
+    if queue_counts is None and queue is not None:  # the router's own durable queue, when it has one
+        queue_counts = queue.counts
     done.prometheus = PrometheusCollector(router, queue_counts=queue_counts)
     done.registry.register(done.prometheus)
     if port is not None:
