@@ -44,6 +44,16 @@ def claim_in_order_and_exclusively(store: QueueStore) -> None:
     assert store.counts()["running"] == 5
 
 
+def claim_only_the_routes_asked_for(store: QueueStore) -> None:
+    store.put([ticket(0, route="down"), ticket(1, route="up"), ticket(2, route="down"), ticket(3, route="up"),
+               ticket(4, route="other")])
+    assert [t.id for t in store.claim("w", 10, 10.0, NOW, routes=["up"])] == ["tkt_00001", "tkt_00003"]
+    assert store.claim("w", 10, 10.0, NOW, routes=["up"]) == []
+    assert store.claim("w", 10, 10.0, NOW, routes=[]) == []
+    assert {t.id for t in store.claim("w", 10, 10.0, NOW, routes=["other", "down"])} == {
+        "tkt_00000", "tkt_00002", "tkt_00004"}
+
+
 def lease_takeover_blocks_the_old_worker(store: QueueStore) -> None:
     store.put([ticket(1), ticket(2)])
     (a, b) = store.claim("w1", 2, 1.0, NOW)
@@ -159,7 +169,8 @@ def threads_never_share_a_ticket(store: QueueStore, n: int = 600, threads: int =
 
 
 CONTRACT: tuple[Callable[[QueueStore], None], ...] = (
-    put_get_roundtrip, claim_in_order_and_exclusively, lease_takeover_blocks_the_old_worker,
+    put_get_roundtrip, claim_in_order_and_exclusively, claim_only_the_routes_asked_for,
+    lease_takeover_blocks_the_old_worker,
     fail_requeues_then_ends, release_gives_back_unchanged, expiry, expire_sweeps, cancel_and_batches,
     threads_never_share_a_ticket,
 )
