@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("check", contract.CONTRACT, ids=lambda c: c.__name__)
-def test_contract(tmp_path: Path, check: Callable[[QueueStore], None]) -> None:
+def test_contract(tmp_path: Path, check: Callable[[QueueStore, contract.Lapse], None]) -> None:
     store = SQLiteQueue(tmp_path / "queue.db")
     try:
-        check(store)
+        check(store, lambda seconds: None)
     finally:
         store.close()
 
