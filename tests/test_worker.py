@@ -188,3 +188,26 @@ def test_concurrency_is_bounded(router: Router, fake_server: FakeServer) -> None
     router.add_listener(watch)
     stats = worker.drain(timeout=60)
     assert stats.done == 30 and 1 <= most <= 3
+
+
+def test_an_in_process_worker_serves_what_an_outage_queued(fake_server: FakeServer, tmp_path: Path) -> None:
+    from router import parse_policy
+    from router.errors import Queued
+
+    from .conftest import KEYS, policy_yaml
+
+    text = queue_policy(fake_server.url, sqlite_store(tmp_path / "queue.db"))
+    outage(fake_server)
+    r = Router(parse_policy(text, env=KEYS), clock=SYSTEM, watch=False, worker=True)
+    try:
+        with pytest.raises(Queued) as e:
+            r.complete(max_tokens=8, messages=USER)
+        healthy(fake_server)
+        message = r.result(e.value.ticket, timeout=60)
+        assert message.content[0].text == "served"  # type: ignore[union-attr]
+        assert keys_served(fake_server)[e.value.ticket] == 1
+    finally:
+        r.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("queue-worker")]  # close() stopped it
+    with pytest.raises(ValueError, match="worker=True needs a queue"):
+        Router(parse_policy(policy_yaml(fake_server.url), env=KEYS), watch=False, worker=True)
