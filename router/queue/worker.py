@@ -88,6 +88,7 @@ class Worker:
         self._running: dict[str, Ticket] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._freed = threading.Event()  # set each time a request ends: its slot is free
         self._stopped = threading.Event()
         self._stopped.set()  # no loop runs
         self._looping: int | None = None  # the thread id of the loop while one runs
@@ -219,19 +220,22 @@ class Worker:
         return counts["queued"] == 0 and counts["running"] == 0
 
     def _nap(self, seconds: float, deadline: float | None) -> None:
-        """Sleep `seconds` on the clock, in ticks, waking early for stop(), the deadline or a freed slot."""
+        """Pause `seconds`, waking early for stop(), the deadline or a freed slot. While requests run, the
+        pause is a wait for one of them to end (so a freed slot is filled at once); with none running it
+        sleeps on the clock, in ticks."""
         end = self._clock.now() + seconds
-        with self._lock:
-            busy = len(self._running)
         while not self._stopping.is_set():
-            now = self._clock.now()
-            left = min(end, deadline if deadline is not None else end) - now
+            left = min(end, deadline if deadline is not None else end) - self._clock.now()
             if left <= 0:
                 return
-            self._clock.sleep(min(TICK, left))
             with self._lock:
-                if len(self._running) < busy:
+                busy = bool(self._running)
+            if busy:
+                if self._freed.wait(min(TICK, left)):
+                    self._freed.clear()
                     return
+            else:
+                self._clock.sleep(min(TICK, left))
 
     def _renew(self) -> None:
         with self._lock:
@@ -285,6 +289,7 @@ class Worker:
             finally:
                 with self._lock:
                     self._running.pop(ticket.id, None)
+                self._freed.set()
 
     def _serve(self, t: Ticket) -> None:
         with self._lock:
