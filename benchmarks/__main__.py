@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from benchmarks import client_cpu, fleet, imports, open_breaker, outage, overhead, streaming, throughput
+from benchmarks import client_cpu, fleet, imports, open_breaker, outage, overhead, queue, streaming, throughput
 from benchmarks.common import (
     RESULTS_DIR,
     ROOT,
@@ -41,6 +41,7 @@ FIGURES: dict[str, Figure] = {
     "streaming": streaming.run,
     "imports": imports.run,
     "fleet": fleet.run,
+    "queue": queue.run,
 }
 
 
