@@ -125,3 +125,19 @@ def test_a_thousand_requests_queued_in_an_outage_complete_exactly_once(redis_ser
         assert redis_server.client().xlen(stream) == 0
     finally:
         r.close()
+
+
+def test_a_worker_outlives_a_redis_restart(redis_server: RedisServer, fake_server: FakeServer, stream: str) -> None:
+    r = router_for(queue_policy(fake_server.url, redis_store(redis_server.url, stream)))
+    healthy(fake_server)
+    worker = Worker(r, poll=0.02).start()
+    try:
+        redis_server.kill()  # the worker's claims fail while it is down...
+        SYSTEM.sleep(0.3)
+        redis_server.start()  # ...and it comes back empty (no persistence): stream and group are made again
+        ticket = r.submit(max_tokens=8, messages=[{"role": "user", "content": "after the restart"}])
+        assert r.result(ticket, timeout=30).content[0].text == "served"  # type: ignore[union-attr]
+        assert worker._loop is not None and worker._loop.is_alive()
+    finally:
+        worker.stop()
+        r.close()

@@ -124,7 +124,13 @@ class RedisStreamQueue:
 
     def _run(self, name: str, args: Sequence[Any], what: str, keys: int = 4) -> Any:
         try:
-            return self._scripts[name](keys=self._keys[:keys], args=list(args))
+            try:
+                return self._scripts[name](keys=self._keys[:keys], args=list(args))
+            except self._redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self._prepare()  # the server lost the stream (restarted without persistence): make it again
+                return self._scripts[name](keys=self._keys[:keys], args=list(args))
         except self._redis.RedisError as exc:
             raise self._error(exc, f"failed to {what}") from None
 

@@ -96,6 +96,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._loop: threading.Thread | None = None
         self._counts = dict.fromkeys(("done", "failed", "expired", "requeued", "released", "lost"), 0)
+        self._renewed = self._swept = 0.0  # clock.now() of the last lease renewal and expiry sweep
         self._hold: dict[str, float] = {}  # route -> clock.now() before which it is not claimed
 
     def __repr__(self) -> str:
@@ -148,28 +149,45 @@ class Worker:
         self._stopped.clear()
         self._looping = threading.get_ident()
         self._spawn()
-        renewed = swept = self._clock.now()
+        self._renewed = self._swept = self._clock.now()
+        failing = 0  # store calls failed in a row: the pause doubles (to MAX_PAUSE) while the store is down
         try:
             while not self._stopping.is_set():
-                now = self._clock.now()
-                if deadline is not None and now >= deadline:
+                if deadline is not None and self._clock.now() >= deadline:
                     break
-                if now - renewed >= self.lease / 3:
-                    self._renew()
-                    renewed = now
-                if now - swept >= SWEEP:
-                    self._count("expired", self.store.expire(self._clock.wall()))
-                    swept = now
-                pause = self._claim()
+                try:
+                    pause = self._step(idle)
+                except Exception as exc:  # the store is down: keep what runs, try again later
+                    if failing == 0:
+                        log.warning("queue worker %s cannot use its queue: %s (trying again)", self.name, exc)
+                    failing += 1
+                    pause = min(MAX_PAUSE, TICK * 2 ** failing)
+                else:
+                    failing = 0
                 if pause is None:
                     continue
-                if idle and self._idle():
+                if pause < 0:  # idle: drained
                     break
                 self._nap(pause, deadline)
         finally:
             self._looping = None
             self._finish_or_release(self._grace if self._stopping.is_set() else 0.0)
             self._stopped.set()
+
+    def _step(self, idle: bool) -> float | None:
+        """One look at the queue: renew leases, sweep expired tickets, claim; how long to pause (None: look
+        again at once, negative: `idle` and nothing is left)."""
+        now = self._clock.now()
+        if now - self._renewed >= self.lease / 3:
+            self._renew()
+            self._renewed = now
+        if now - self._swept >= SWEEP:
+            self._count("expired", self.store.expire(self._clock.wall()))
+            self._swept = now
+        pause = self._claim()
+        if pause is not None and idle and self._idle():
+            return -1.0
+        return pause
 
     def _spawn(self) -> None:
         while len(self._threads) < self.concurrency:
