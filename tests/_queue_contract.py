@@ -73,6 +73,7 @@ def lease_takeover_blocks_the_old_worker(store: QueueStore, lapse: Lapse) -> Non
     assert not store.finish(b.id, "w2", {"message": "twice"}, NOW + 2.4)  # final: exactly one result
     done = store.get(b.id)
     assert done is not None and done.state == "done" and done.result == {"message": "w2's"}
+    assert done.worker == "w2" and done.lease_until is None
     assert done.finished_at == NOW + 2.3
     assert store.finish(a.id, "w1", {"message": "a"}, NOW + 3.0)
 

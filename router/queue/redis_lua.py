@@ -180,7 +180,7 @@ local h = P .. ARGV[1]
 local state = owned(h, ARGV[2])
 if not state then return 0 end
 move(h, state, 'done')
-unlease(h)
+redis.call('HDEL', h, 'lease_until')  -- its worker stays: who served it
 redis.call('HSET', h, 'result', ARGV[3], 'finished_at', ARGV[4])
 ack(h, ARGV[5])
 return 1
