@@ -63,7 +63,8 @@ class Worker:
     now (`router.ready_in(route)` is 0), serves each with `router.complete(on_exhausted="raise")` and the
     ticket id as its Idempotency-Key, renews its lease while a request runs, and stores the outcome once.
 
-    `lease`, `concurrency` and `attempts` default to the policy's `queue:` section. All time comes from
+    `lease`, `concurrency` and `attempts` default to the policy's `queue:` section; `poll` is how long it
+    waits before looking at a queue that had nothing to claim again. All time comes from
     `clock` (default: the router's). Run it with `start()` (a thread) or `run()` / `drain()` (this thread);
     `stop()` hands back what is still running, so nothing is lost."""
 
@@ -212,7 +213,7 @@ class Worker:
                 self._running[t.id] = t
         for t in tickets:
             self._tasks.put(t)
-        return None if tickets else (TICK if self._running else self._poll)
+        return None if tickets else self._poll  # nothing to claim: look again after `poll` (or a freed slot)
 
     def _ready_routes(self) -> tuple[list[str], float]:
         """The routes a model can serve now, and (none ready) the soonest one may."""
