@@ -1,9 +1,11 @@
-"""The Worker over a real SQLite file and the fake server: outages drained exactly once, failures, expiry, stop."""
+"""The Worker over a real SQLite file and real Redis Streams, and the fake server: outages drained exactly once,
+refused requests, rounds, expiry, stop, the in-process worker."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,7 @@ from ._queue_setup import (
     outage,
     queue_during_outage,
     queue_policy,
+    redis_store,
     router_for,
     sqlite_store,
 )
@@ -29,9 +32,15 @@ from ._queue_setup import (
 USER = [{"role": "user", "content": "Hi"}]
 
 
-@pytest.fixture
-def router(fake_server: FakeServer, tmp_path: Path) -> Router:
-    r = router_for(queue_policy(fake_server.url, sqlite_store(tmp_path / "queue.db"), attempts=3))
+@pytest.fixture(params=["sqlite", "redis"])
+def router(request: pytest.FixtureRequest, fake_server: FakeServer, tmp_path: Path) -> Router:
+    """A Router whose queue is a SQLite file, or Redis Streams on a real redis-server."""
+    if request.param == "sqlite":
+        store = sqlite_store(tmp_path / "queue.db")
+    else:
+        server = request.getfixturevalue("redis_server")
+        store = redis_store(server.url, f"fr:worker:{uuid.uuid4().hex[:8]}")
+    r = router_for(queue_policy(fake_server.url, store, attempts=3))
     yield r  # type: ignore[misc]
     r.close()
 
@@ -159,7 +168,7 @@ def test_stop_with_no_grace_hands_running_work_back(router: Router, fake_server:
     assert all(n <= 2 for n in keys_served(fake_server).values())  # the 3 handed back were sent again
 
 
-def test_a_worker_needs_a_queue(make_router: object, fake_server: FakeServer) -> None:
+def test_a_worker_needs_a_queue(fake_server: FakeServer) -> None:
     from router import parse_policy
 
     from .conftest import KEYS, policy_yaml
