@@ -32,6 +32,23 @@ def _line(counts: dict[str, int], mine: Any) -> str:
             f"{mine.failed} failed, {mine.requeued} queued again)")
 
 
+def _bar(out: IO[str]) -> Any:
+    """A rich progress bar (this worker's requests ended, of those it may still serve) over a line of counts."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class Bar(Progress):
+        counts = ""
+
+        def get_renderables(self) -> Any:
+            yield self.make_tasks_table(self.tasks)
+            yield Text(self.counts)
+
+    return Bar(TextColumn("[bold]draining"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               console=Console(file=out, highlight=False), transient=False)
+
+
 class _View:
     """The progress: a rich bar and counts on a terminal, else a plain line whenever they change."""
 
@@ -42,12 +59,7 @@ class _View:
         self._progress: Any = None
         self._task: Any = None
         if not plain:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(TextColumn("[bold]draining"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.description}"), TimeElapsedColumn(),
-                                      console=Console(file=out, highlight=False), transient=False)
+            self._progress = _bar(out)
             self._task = self._progress.add_task("", total=None)
             self._progress.start()
 
@@ -55,8 +67,8 @@ class _View:
         line = _line(counts, mine)
         if self._progress is not None:
             ended = mine.done + mine.failed + mine.expired
-            self._progress.update(self._task, completed=ended, total=ended + counts["queued"] + counts["running"],
-                                  description=line)
+            self._progress.counts = line
+            self._progress.update(self._task, completed=ended, total=ended + counts["queued"] + counts["running"])
         elif line != self._last and now - self._since >= PLAIN_EVERY:
             print(line, file=self.out, flush=True)
             self._last, self._since = line, now
