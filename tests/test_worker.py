@@ -14,6 +14,8 @@ from router import AllModelsFailed, Router
 from router.clock import SYSTEM, VirtualClock
 from router.errors import Expired, RequestFailed
 from router.events import Dequeued, Event
+from router.queue.redis_streams import RedisStreamQueue
+from router.queue.sqlite import SQLiteQueue
 from router.queue.worker import Worker
 from router.testing import FakeServer, Fault
 
@@ -220,3 +222,65 @@ def test_an_in_process_worker_serves_what_an_outage_queued(fake_server: FakeServ
     assert not [t for t in threading.enumerate() if t.name.startswith("queue-worker")]  # close() stopped it
     with pytest.raises(ValueError, match="worker=True needs a queue"):
         Router(parse_policy(policy_yaml(fake_server.url), env=KEYS), watch=False, worker=True)
+
+
+def test_a_request_longer_than_the_lease_keeps_its_lease(router: Router, fake_server: FakeServer) -> None:
+    healthy(fake_server, delay=0.8)  # each request takes more than twice the lease
+    tickets = [router.submit(max_tokens=8, messages=USER) for _ in range(4)]
+    first = Worker(router, concurrency=4, lease=0.3, poll=0.02).start()
+    while fake_server.count("claude-primary") < 4:
+        SYSTEM.sleep(0.02)
+    second = Worker(router, concurrency=4, lease=0.3, poll=0.02)  # would take over any lease left to lapse
+    stats = second.drain(timeout=60)
+    first.stop()
+    assert stats.done == 0 and first.stats.done == 4 and first.stats.lost == 0
+    assert all(router.result(t, timeout=0).content[0].text == "served" for t in tickets)  # type: ignore[union-attr]
+    assert keys_served(fake_server) == dict.fromkeys(tickets, 1)
+
+
+def test_the_worker_command_draws_its_progress_bar(fake_server: FakeServer, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from router.queue.worker_cli import run_worker
+
+    from .conftest import KEYS
+
+    text = queue_policy(fake_server.url, sqlite_store(tmp_path / "queue.db"))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text)
+    r = router_for(text)
+    healthy(fake_server)
+    for _ in range(5):
+        r.submit(max_tokens=8, messages=USER)
+    for name, value in KEYS.items():
+        monkeypatch.setenv(name, value)
+    out = io.StringIO()
+    try:
+        assert run_worker(str(policy), once=True, plain=False, out=out) == 0
+    finally:
+        r.close()
+    assert "worker stopped: queued 0  running 0  done 5" in out.getvalue()
+    assert "draining" in out.getvalue() and "5/5" in out.getvalue()  # the progress bar, drawn by rich
+
+
+def test_no_secret_reaches_the_store(router: Router, fake_server: FakeServer, tmp_path: Path) -> None:
+    from .conftest import KEYS
+
+    bearer = "Bearer sk-ant-api03-CALLERsecret0123456789abcdefghijklmnopqrstu"
+    outage(fake_server)
+    ticket = router.submit(max_tokens=8, messages=USER, extra_headers={"Authorization": bearer, "X-Api-Key": bearer,
+                                                                       "X-Trace": "kept"})
+    Worker(router, poll=0.02, attempts=1).drain(timeout=30)  # one failed round: an error with attempts is stored
+    stored = router.queue.get(ticket)  # type: ignore[union-attr]
+    assert stored is not None and stored.state == "failed" and stored.params["extra_headers"] == {"X-Trace": "kept"}
+    secrets = [*KEYS.values(), bearer.split()[1]]
+    if isinstance(router.queue, SQLiteQueue):
+        dumped = b"".join(p.read_bytes() for p in tmp_path.glob("queue.db*")).decode("latin-1")
+    else:
+        assert isinstance(router.queue, RedisStreamQueue)
+        client = router.queue._client
+        dumped = " ".join(str(client.hgetall(k)) for k in client.scan_iter(f"{router.queue.stream}*")
+                          if client.type(k) == "hash")
+    assert "X-Trace" in dumped and "kept" in dumped  # the dump does show what was stored
+    assert not [s for s in secrets if s in dumped]
