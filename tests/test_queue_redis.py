@@ -124,3 +124,17 @@ def test_a_worker_outlives_a_redis_restart(redis_server: RedisServer, fake_serve
     finally:
         worker.stop()
         r.close()
+
+
+def test_keep_lets_redis_forget_ended_tickets(redis_server: RedisServer, stream: str) -> None:
+    s = RedisStreamQueue(redis_server.url, stream=stream, keep=3600)
+    try:
+        s.put([contract.ticket(1), contract.ticket(2)])
+        (a, b) = s.claim("w", 2, 10.0, contract.NOW)
+        assert s.finish(a.id, "w", {"message": "m"}, contract.NOW)
+        assert s.fail(b.id, "w", {"type": "X", "message": "x"}, contract.NOW, final=False)  # queued again: kept
+        client = redis_server.client()
+        assert 0 < client.ttl(f"{stream}:t:{a.id}") <= 3600
+        assert client.ttl(f"{stream}:t:{b.id}") == -1
+    finally:
+        s.close()

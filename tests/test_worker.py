@@ -284,3 +284,15 @@ def test_no_secret_reaches_the_store(router: Router, fake_server: FakeServer, tm
                           if client.type(k) == "hash")
     assert "X-Trace" in dumped and "kept" in dumped  # the dump does show what was stored
     assert not [s for s in secrets if s in dumped]
+
+
+def test_the_queue_benchmark_runs(fake_server: FakeServer, tmp_path: Path) -> None:
+    from benchmarks import queue as bench
+
+    rows = bench.bench_store(fake_server.url, sqlite_store(tmp_path / "bench.db"), 5, (2,))
+    assert [row[0] for row in rows] == ["enqueue: Router.submit()", "drain, concurrency 2"]
+    assert rows[1][3].endswith("(5/5 done)")
+    healthy_rows = bench.bench_healthy(fake_server.url, sqlite_store(tmp_path / "bench2.db"), 3)
+    assert [row[0] for row in healthy_rows] == ["complete(), route on_exhausted: raise",
+                                                "complete(), route on_exhausted: queue"]
+    assert fake_server.count(bench.MODEL) >= 5 + 5 + 2 * (20 + 3)  # every call was really served
