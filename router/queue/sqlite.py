@@ -82,7 +82,8 @@ class SQLiteQueue:
         self._synchronous = synchronous.upper()
         self._busy_timeout = busy_timeout
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # every connection this process opened, by the thread it belongs to (closed once that thread ends)
+        self._all: dict[threading.Thread, tuple[int, sqlite3.Connection]] = {}
         self._lock = threading.Lock()
         self._closed = False
         self._check_folder()
@@ -155,7 +156,11 @@ class SQLiteQueue:
                               "file (or restore this one)") from None
         self._local.conn = (os.getpid(), conn)
         with self._lock:
-            self._all.append(conn)
+            ended = [t for t, (pid, _) in self._all.items() if not t.is_alive() and pid == os.getpid()]
+            for thread in ended:  # threads come and go (a Worker's, per drain): their connections go with them
+                with contextlib.suppress(sqlite3.Error):
+                    self._all.pop(thread)[1].close()
+            self._all[threading.current_thread()] = (os.getpid(), conn)
         return conn
 
     @contextmanager
@@ -331,8 +336,8 @@ class SQLiteQueue:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            conns, self._all = self._all, []
-        for conn in conns:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-
+            conns, self._all = self._all, {}
+        for pid, conn in conns.values():
+            if pid == os.getpid():  # a connection a parent process opened before a fork is the parent's to close
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
