@@ -152,3 +152,20 @@ def test_worker_command_without_a_queue_exits_2(tmp_path: Path, fake_server: Fak
     proc = _worker(policy, "--once")
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "no queue: section" in err
+
+
+def test_worker_command_second_sigterm_hands_back_at_once(fake_server: FakeServer,
+                                                         sqlite_policy: tuple[Router, Path]) -> None:
+    r, policy = sqlite_policy
+    healthy(fake_server, delay=300.0)  # requests that would outlast the grace and the test
+    for _ in range(10):
+        r.submit(max_tokens=8, messages=USER)
+    proc = _worker(policy, "--grace", "300")
+    _until(lambda: _served(fake_server) >= CONCURRENCY, proc)
+    proc.send_signal(signal.SIGTERM)
+    SYSTEM.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # do not wait for them: hand them back now
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    counts = r.queue.counts()  # type: ignore[union-attr]
+    assert (counts["running"], counts["queued"]) == (0, 10)

@@ -89,6 +89,7 @@ class Worker:
         self._running: dict[str, Ticket] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._hurry = threading.Event()  # hurry(): the grace of a stop ends now
         self._freed = threading.Event()  # set each time a request ends: its slot is free
         self._stopped = threading.Event()
         self._stopped.set()  # no loop runs
@@ -143,6 +144,11 @@ class Worker:
             self._clock.sleep(TICK)
         self._finish_or_release(grace)
         return self.stats
+
+    def hurry(self) -> None:
+        """End the grace of a stop() under way now: what still runs goes back to the queue (a second
+        Ctrl-C). Safe from a signal handler."""
+        self._hurry.set()
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -274,7 +280,7 @@ class Worker:
         while True:
             with self._lock:
                 busy = bool(self._running)
-            if not busy or (end is not None and self._clock.now() >= end):
+            if not busy or self._hurry.is_set() or (end is not None and self._clock.now() >= end):
                 break
             if self._clock.now() - renewed >= self.lease / 3:
                 self._renew()

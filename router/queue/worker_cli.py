@@ -21,8 +21,8 @@ Serve the requests queued in POLICY's queue: (every route's on_exhausted: queue,
 through the policy's routes, at most --concurrency at a time, each only when a model of its route can
 serve again. --once returns when nothing is left queued or running; otherwise the worker waits for new
 requests until SIGTERM or Ctrl-C. On a signal it stops claiming, lets running requests finish for up to
---grace seconds and hands the rest back to the queue: nothing is lost. Exit 0 then; 2 if the policy or
-its queue cannot be opened.
+--grace seconds (a second signal: no more) and hands the rest back to the queue: nothing is lost. Exit 0
+then; 2 if the policy or its queue cannot be opened.
 """
 
 
@@ -112,7 +112,13 @@ def run_worker(path: str, *, concurrency: int | None = None, once: bool = False,
         print(f"worker: {exc}", file=sys.stderr)
         return 2
     asked = threading.Event()
-    previous = _on_signals(lambda: asked.set())
+
+    def on_signal() -> None:
+        if asked.is_set():  # a second signal: hand back what still runs, now
+            worker.hurry()
+        asked.set()
+
+    previous = _on_signals(on_signal)
     loop = threading.Thread(target=worker.drain if once else worker.run, name="queue-worker", daemon=True)
     view = _View(out, (not out.isatty()) if plain is None else plain)
     try:
