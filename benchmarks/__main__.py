@@ -27,6 +27,7 @@ from benchmarks import (
     open_breaker,
     outage,
     overhead,
+    queue,
     streaming,
     throughput,
 )
@@ -52,6 +53,7 @@ FIGURES: dict[str, Figure] = {
     "imports": imports.run,
     "fleet": fleet.run,
     "observability": observability.run,
+    "queue": queue.run,
 }
 
 

@@ -1,4 +1,4 @@
-"""The `failover-router` command: demo, validate, simulate, status, force-open, force-close, reset."""
+"""The `failover-router` command: demo, validate, simulate, status, worker, force-open, force-close, reset."""
 
 from __future__ import annotations
 
@@ -114,6 +114,12 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _worker_description() -> str:
+    from .queue.worker_cli import DESCRIPTION
+
+    return DESCRIPTION
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="failover-router", description="Claude calls that survive Claude's bad days.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +166,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="with --watch: how many minutes of history each strip shows (default 10)")
     status.add_argument("--count", type=_positive_int, metavar="N",
                         help="with --watch: stop after N refreshes (default: until Ctrl-C)")
+    worker = sub.add_parser("worker", help="drain the policy's durable queue (queued requests) until SIGTERM",
+                            description=_worker_description(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    worker.add_argument("policy", metavar="POLICY")
+    worker.add_argument("--concurrency", type=int, metavar="N", help="requests at once (default: queue.concurrency)")
+    worker.add_argument("--once", action="store_true", help="exit once nothing is left queued or running")
+    worker.add_argument("--grace", type=seconds, default=30.0, help="on SIGTERM, seconds running requests may "
+                        "take to finish before they are handed back to the queue (default 30)")
+    worker.add_argument("--plain", action="store_true", help="plain progress lines instead of the progress bar")
     for name, what in (("force-open", "send the model no traffic, not even a probe, until force-close or reset"),
                        ("force-close", "close the model's breaker now and zero its count"),
                        ("reset", "close the breaker, zero its count and end any retry-after cooldown")):
@@ -180,6 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         watch = args.interval if args.interval is not None else args.watch
         return status(args.policy, as_json=args.json, watch=watch, minutes=args.minutes, count=args.count)
+    if args.command == "worker":
+        from .queue.worker_cli import run_worker
+
+        return run_worker(args.policy, concurrency=args.concurrency, once=args.once, grace=args.grace,
+                          plain=True if args.plain else None)
     if args.command in ("force-open", "force-close", "reset"):
         from .status import operate
 

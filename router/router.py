@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -43,6 +44,11 @@ def _override(route: Exhausted, mode: str, has_queue: bool) -> Exhausted:
     return Exhausted(mode, route.wait_max)
 
 
+#: Seconds an in-process worker's running requests may take to finish at close() before they are handed
+#: back to the queue (another worker, or this one next time, serves them).
+WORKER_GRACE = 5.0
+
+
 class _TransitionAdapter:
     """The `on_transition=(alias, old, new)` hook of earlier versions, as a listener."""
 
@@ -58,7 +64,9 @@ class Router:
     """Routes Anthropic Messages requests down a policy's fallback chains, one circuit breaker per model.
 
     `clock` is where all of its time comes from (a `router.clock.Clock`, or a bare monotonic `now`
-    function); `provider_factory` builds the provider of each model (the default calls the real SDKs)."""
+    function); `provider_factory` builds the provider of each model (the default calls the real SDKs).
+    `worker=True` also drains the durable queue in a background thread (a `router.queue.worker.Worker`
+    with the policy's `queue:` settings) until close()."""
 
     def __init__(
         self,
@@ -72,6 +80,7 @@ class Router:
         warm_up: bool = False,
         provider_factory: ProviderFactory | None = None,
         queue: QueueStore | None = None,
+        worker: bool = False,
     ) -> None:
         self._clock = as_clock(clock)
         self._rng = rng or random.Random()
@@ -86,11 +95,14 @@ class Router:
         self._live = LivePolicy(policy, self._store, provider_factory or make_provider, self._clock.now, watch)
         self._keeper = self._keeper_for(policy, queue)
         self._status_page = self._watch_status_page(policy)
+        if worker and self._keeper is None:
+            raise ValueError("worker=True needs a queue: give the policy a queue: section (or Router(queue=))")
         if warm_up:  # import heavy provider SDKs (litellm) now instead of on their first call
             for target in self._live.snapshot.targets.values():
                 warm = getattr(target.provider, "warm_up", None)
                 if warm is not None:
                     warm()
+        self._worker = self._start_worker() if worker else None
 
     def _store_for(self, policy: Policy) -> BreakerStore:
         """The policy's `state:` store (chosen once, when the Router is built), else breakers in memory."""
@@ -133,6 +145,16 @@ class Router:
     def status_page(self) -> StatusPageWatcher | None:
         """The status page watcher (`.last`: what the page said at the last poll); None without `status_page:`."""
         return self._status_page
+    def _start_worker(self) -> Any:
+        """`worker=True`: a Worker thread drains this Router's queue until close()."""
+        from .queue.worker import Worker
+
+        return Worker(self).start()
+
+    def _stop_worker(self) -> None:
+        if self._worker is not None:  # running requests get WORKER_GRACE seconds, then go back to the queue
+            self._worker.stop(grace=WORKER_GRACE)
+            self._worker = None
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], **kwargs: Any) -> Router:
@@ -332,6 +354,7 @@ class Router:
         """Close every provider's HTTP clients (and the breaker store the Router made from its policy)."""
         if self._status_page is not None:
             self._status_page.stop()
+        self._stop_worker()
         for target in self._live.snapshot.targets.values():
             target.provider.close()
         self._close_store()
@@ -340,6 +363,7 @@ class Router:
         """Close every provider's HTTP clients, the async ones included (call from the event loop)."""
         if self._status_page is not None:
             self._status_page.stop()
+        await asyncio.to_thread(self._stop_worker)
         for target in self._live.snapshot.targets.values():
             await target.provider.aclose()
         aclose = getattr(self._store, "aclose", None)

@@ -10,6 +10,10 @@ from router.queue.store import BatchRecord, QueueStore
 from router.queue.ticket import Ticket
 
 NOW = 1_800_000_000.0
+
+#: `lapse(seconds)`: let a lease end. A store that times leases by its server's clock (Redis's XAUTOCLAIM
+#: idle time) needs real time to pass as well as the callers' `now`; for the SQLite file it does nothing.
+Lapse = Callable[[float], None]
 STATES = ("queued", "running", "batched", "done", "failed", "expired", "canceled")
 
 
@@ -18,7 +22,7 @@ def ticket(n: int, *, ttl: float = 3600.0, route: str = "default", created: floa
                   created, created + ttl)
 
 
-def put_get_roundtrip(store: QueueStore) -> None:
+def put_get_roundtrip(store: QueueStore, lapse: Lapse) -> None:
     t = ticket(1)
     store.put([t])
     got = store.get(t.id)
@@ -33,7 +37,7 @@ def put_get_roundtrip(store: QueueStore) -> None:
     assert store.counts() == {**dict.fromkeys(STATES, 0), "queued": 1}
 
 
-def claim_in_order_and_exclusively(store: QueueStore) -> None:
+def claim_in_order_and_exclusively(store: QueueStore, lapse: Lapse) -> None:
     store.put([ticket(n) for n in range(5)])
     first = store.claim("w1", 3, 10.0, NOW)
     assert [t.id for t in first] == ["tkt_00000", "tkt_00001", "tkt_00002"]
@@ -44,11 +48,22 @@ def claim_in_order_and_exclusively(store: QueueStore) -> None:
     assert store.counts()["running"] == 5
 
 
-def lease_takeover_blocks_the_old_worker(store: QueueStore) -> None:
+def claim_only_the_routes_asked_for(store: QueueStore, lapse: Lapse) -> None:
+    store.put([ticket(0, route="down"), ticket(1, route="up"), ticket(2, route="down"), ticket(3, route="up"),
+               ticket(4, route="other")])
+    assert [t.id for t in store.claim("w", 10, 10.0, NOW, routes=["up"])] == ["tkt_00001", "tkt_00003"]
+    assert store.claim("w", 10, 10.0, NOW, routes=["up"]) == []
+    assert store.claim("w", 10, 10.0, NOW, routes=[]) == []
+    assert {t.id for t in store.claim("w", 10, 10.0, NOW, routes=["other", "down"])} == {
+        "tkt_00000", "tkt_00002", "tkt_00004"}
+
+
+def lease_takeover_blocks_the_old_worker(store: QueueStore, lapse: Lapse) -> None:
     store.put([ticket(1), ticket(2)])
-    (a, b) = store.claim("w1", 2, 1.0, NOW)
-    assert store.renew(a.id, "w1", 5.0, NOW + 0.5)  # a's lease now ends at NOW + 5.5
-    taken = store.claim("w2", 10, 1.0, NOW + 2.0)  # b's lease ended at NOW + 1: w2 takes it over
+    (a, b) = store.claim("w1", 2, 0.2, NOW)
+    assert store.renew(a.id, "w1", 5.0, NOW + 0.1)  # a's lease now ends at NOW + 5.1
+    lapse(0.3)
+    taken = store.claim("w2", 10, 0.2, NOW + 2.0)  # b's lease ended at NOW + 0.2: w2 takes it over
     assert [t.id for t in taken] == [b.id] and taken[0].worker == "w2"
     assert not store.renew(b.id, "w1", 5.0, NOW + 2.1)
     assert not store.finish(b.id, "w1", {"message": "late"}, NOW + 2.2)
@@ -58,11 +73,12 @@ def lease_takeover_blocks_the_old_worker(store: QueueStore) -> None:
     assert not store.finish(b.id, "w2", {"message": "twice"}, NOW + 2.4)  # final: exactly one result
     done = store.get(b.id)
     assert done is not None and done.state == "done" and done.result == {"message": "w2's"}
+    assert done.worker == "w2" and done.lease_until is None
     assert done.finished_at == NOW + 2.3
     assert store.finish(a.id, "w1", {"message": "a"}, NOW + 3.0)
 
 
-def fail_requeues_then_ends(store: QueueStore) -> None:
+def fail_requeues_then_ends(store: QueueStore, lapse: Lapse) -> None:
     store.put([ticket(1)])
     (t,) = store.claim("w", 1, 10.0, NOW)
     error = encode_error(ValueError("every model down"))
@@ -78,7 +94,7 @@ def fail_requeues_then_ends(store: QueueStore) -> None:
     assert store.claim("w", 1, 10.0, NOW + 4) == []
 
 
-def release_gives_back_unchanged(store: QueueStore) -> None:
+def release_gives_back_unchanged(store: QueueStore, lapse: Lapse) -> None:
     store.put([ticket(1)])
     (t,) = store.claim("w", 1, 10.0, NOW)
     assert store.release(t.id, "w")
@@ -87,12 +103,13 @@ def release_gives_back_unchanged(store: QueueStore) -> None:
     assert [x.id for x in store.claim("v", 1, 10.0, NOW)] == [t.id]
 
 
-def expiry(store: QueueStore) -> None:
+def expiry(store: QueueStore, lapse: Lapse) -> None:
     store.put([ticket(1, ttl=5.0), ticket(2, ttl=50.0), ticket(3, ttl=5.0), ticket(4, ttl=5.0)])
-    (one,) = store.claim("w", 1, 1.0, NOW)
+    (one,) = store.claim("w", 1, 0.2, NOW)
     assert one.id == "tkt_00001"
+    lapse(0.3)
     # tkt_00001 is running with a lease that ended; 3 and 4 are queued; all past their expiry at NOW + 10
-    claimed = store.claim("w", 10, 10.0, NOW + 10.0)
+    claimed = store.claim("w", 10, 0.2, NOW + 10.0)
     assert [t.id for t in claimed] == ["tkt_00002"]
     for n in (1, 3, 4):
         t = store.get(f"tkt_{n:05d}")
@@ -107,7 +124,7 @@ def expiry(store: QueueStore) -> None:
     assert store.counts()["expired"] == 4
 
 
-def expire_sweeps(store: QueueStore) -> None:
+def expire_sweeps(store: QueueStore, lapse: Lapse) -> None:
     store.put([ticket(1, ttl=5.0), ticket(2, ttl=5.0), ticket(3, ttl=500.0)])
     (live,) = store.claim("w", 1, 100.0, NOW)  # tkt_00001, its lease runs past its expiry
     assert store.expire(NOW + 10.0) == 1  # tkt_00002; tkt_00001 is being served: left to finish
@@ -115,7 +132,7 @@ def expire_sweeps(store: QueueStore) -> None:
     assert store.counts() == {**dict.fromkeys(STATES, 0), "done": 1, "expired": 1, "queued": 1}
 
 
-def cancel_and_batches(store: QueueStore) -> None:
+def cancel_and_batches(store: QueueStore, lapse: Lapse) -> None:
     store.put([ticket(n) for n in range(4)])
     ids = ("tkt_00000", "tkt_00001", "tkt_00002")
     store.save_batch(BatchRecord("msgbatch_1", "default", "primary", ids, NOW))
@@ -135,7 +152,7 @@ def cancel_and_batches(store: QueueStore) -> None:
     assert [t.id for t in store.claim("w", 10, 10.0, NOW + 2)] == ["tkt_00001"]
 
 
-def threads_never_share_a_ticket(store: QueueStore, n: int = 600, threads: int = 8) -> None:
+def threads_never_share_a_ticket(store: QueueStore, lapse: Lapse, n: int = 600, threads: int = 8) -> None:
     store.put([ticket(i) for i in range(n)])
     got: list[list[str]] = [[] for _ in range(threads)]
 
@@ -158,8 +175,9 @@ def threads_never_share_a_ticket(store: QueueStore, n: int = 600, threads: int =
     assert store.counts()["done"] == n
 
 
-CONTRACT: tuple[Callable[[QueueStore], None], ...] = (
-    put_get_roundtrip, claim_in_order_and_exclusively, lease_takeover_blocks_the_old_worker,
+CONTRACT: tuple[Callable[[QueueStore, Lapse], None], ...] = (
+    put_get_roundtrip, claim_in_order_and_exclusively, claim_only_the_routes_asked_for,
+    lease_takeover_blocks_the_old_worker,
     fail_requeues_then_ends, release_gives_back_unchanged, expiry, expire_sweeps, cancel_and_batches,
     threads_never_share_a_ticket,
 )

@@ -41,6 +41,7 @@ CREATE TABLE tickets (
     finished_at REAL
 );
 CREATE INDEX tickets_queued ON tickets (seq) WHERE state = 'queued';
+CREATE INDEX tickets_route ON tickets (route, seq) WHERE state = 'queued';
 CREATE INDEX tickets_state ON tickets (state, lease_until);
 CREATE INDEX tickets_expiry ON tickets (expires_at) WHERE state IN {_LIVE};
 CREATE INDEX tickets_batch ON tickets (batch_id) WHERE batch_id IS NOT NULL;
@@ -81,7 +82,8 @@ class SQLiteQueue:
         self._synchronous = synchronous.upper()
         self._busy_timeout = busy_timeout
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # every connection this process opened, by the thread it belongs to (closed once that thread ends)
+        self._all: dict[threading.Thread, tuple[int, sqlite3.Connection]] = {}
         self._lock = threading.Lock()
         self._closed = False
         self._check_folder()
@@ -154,7 +156,11 @@ class SQLiteQueue:
                               "file (or restore this one)") from None
         self._local.conn = (os.getpid(), conn)
         with self._lock:
-            self._all.append(conn)
+            ended = [t for t, (pid, _) in self._all.items() if not t.is_alive() and pid == os.getpid()]
+            for thread in ended:  # threads come and go (a Worker's, per drain): their connections go with them
+                with contextlib.suppress(sqlite3.Error):
+                    self._all.pop(thread)[1].close()
+            self._all[threading.current_thread()] = (os.getpid(), conn)
         return conn
 
     @contextmanager
@@ -193,31 +199,43 @@ class SQLiteQueue:
         with self._step("store tickets") as db:
             db.executemany(f"INSERT OR IGNORE INTO tickets ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
-    def claim(self, worker: str, limit: int, lease: float, now: float) -> list[Ticket]:
+    def claim(self, worker: str, limit: int, lease: float, now: float,
+              routes: Sequence[str] | None = None) -> list[Ticket]:
         if lease <= 0:
             raise ValueError(f"a lease must be positive, not {lease!r}")
         claimed: list[int] = []
+        scope = [(" AND route = ?", (r,)) for r in routes] if routes is not None else [("", ())]
         with self._step("claim tickets") as db:
             # first the tickets of workers whose lease ended (their oldest first), then the queue in order
-            for sql, arg in (("SELECT seq, expires_at FROM tickets WHERE state = 'running' AND lease_until <= ? "
-                              "ORDER BY lease_until LIMIT ?", (now,)),
-                             ("SELECT seq, expires_at FROM tickets WHERE state = 'queued' ORDER BY seq LIMIT ?", ())):
-                while len(claimed) < limit:
-                    want = limit - len(claimed)
-                    rows = db.execute(sql, (*arg, want)).fetchall()
-                    alive = [seq for seq, expires in rows if expires > now]
-                    db.executemany(f"UPDATE tickets SET state = 'expired', error = {_EXPIRED}, worker = NULL, "
-                                   "lease_until = NULL, finished_at = ? WHERE seq = ?",
-                                   [(now, seq) for seq, expires in rows if expires <= now])
-                    db.executemany("UPDATE tickets SET state = 'running', worker = ?, lease_until = ? WHERE seq = ?",
-                                   [(worker, now + lease, seq) for seq in alive])
-                    claimed.extend(alive)
-                    if len(rows) < want:
-                        break
+            for where, arg in scope:
+                for sql, when in ((f"SELECT seq, expires_at FROM tickets WHERE state = 'running' AND lease_until <= ?"
+                                   f"{where} ORDER BY lease_until LIMIT ?", (now,)),
+                                  (f"SELECT seq, expires_at FROM tickets WHERE state = 'queued'{where} "
+                                   "ORDER BY seq LIMIT ?", ())):
+                    claimed += self._take(db, sql, (*when, *arg), worker, limit - len(claimed), lease, now)
             marks = ",".join("?" * len(claimed))
             found = db.execute(f"SELECT {_COLUMNS} FROM tickets WHERE seq IN ({marks}) ORDER BY seq",
                                claimed).fetchall() if claimed else []
         return [_row(r) for r in found]
+
+    @staticmethod
+    def _take(db: sqlite3.Connection, sql: str, args: tuple[Any, ...], worker: str, limit: int, lease: float,
+              now: float) -> list[int]:
+        """Claim up to `limit` of the tickets `sql` finds, ending the expired ones it meets on the way."""
+        taken: list[int] = []
+        while len(taken) < limit:
+            want = limit - len(taken)
+            rows = db.execute(sql, (*args, want)).fetchall()
+            alive = [seq for seq, expires in rows if expires > now]
+            db.executemany(f"UPDATE tickets SET state = 'expired', error = {_EXPIRED}, worker = NULL, "
+                           "lease_until = NULL, finished_at = ? WHERE seq = ?",
+                           [(now, seq) for seq, expires in rows if expires <= now])
+            db.executemany("UPDATE tickets SET state = 'running', worker = ?, lease_until = ? WHERE seq = ?",
+                           [(worker, now + lease, seq) for seq in alive])
+            taken += alive
+            if len(rows) < want:
+                break
+        return taken
 
     def renew(self, ticket_id: str, worker: str, lease: float, now: float) -> bool:
         with self._step("renew a lease") as db:
@@ -318,8 +336,8 @@ class SQLiteQueue:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            conns, self._all = self._all, []
-        for conn in conns:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-
+            conns, self._all = self._all, {}
+        for pid, conn in conns.values():
+            if pid == os.getpid():  # a connection a parent process opened before a fork is the parent's to close
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()

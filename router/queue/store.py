@@ -32,9 +32,11 @@ class QueueStore(Protocol):
         """Store new tickets (state queued or batched). A ticket id already stored is left as it is."""
         ...
 
-    def claim(self, worker: str, limit: int, lease: float, now: float) -> list[Ticket]:
+    def claim(self, worker: str, limit: int, lease: float, now: float,
+              routes: Sequence[str] | None = None) -> list[Ticket]:
         """Up to `limit` queued tickets (or running ones whose lease ended), now running for `worker`
-        until `now + lease`. Tickets whose `expires_at` passed are ended as expired instead."""
+        until `now + lease`. Tickets whose `expires_at` passed are ended as expired instead. `routes`:
+        only tickets of these routes (the ones a model can serve now); None: any."""
         ...
 
     def renew(self, ticket_id: str, worker: str, lease: float, now: float) -> bool:
