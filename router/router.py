@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import drivers, plan
@@ -15,39 +15,19 @@ from .clock import SYSTEM, Clock, as_clock
 from .commands import Plan
 from .errors import UnknownRoute
 from .events import BreakerTransition, Event, Funnel, Listener
-from .policy import Exhausted, Policy, load_policy
+from .policy import Policy, load_policy
 from .providers import make_provider
-from .queue import waiting as tickets
-from .queue.keeper import TicketKeeper
+from .queue.api import QueueMethods, override
 from .queue.store import QueueStore
 from .reloading import LivePolicy, ProviderFactory, Snapshot
-from .routing import RoutedMessage
+from .routing import RoutedMessage, refuse_reserved
 from .streaming.routed import AsyncRoutedStream, RoutedStream
 from .streaming.stitcher import Stitcher
 
 if TYPE_CHECKING:
-    from .batches import BatchHandle, BatchOptions
     from .status_page import StatusPageWatcher
 
 log = logging.getLogger("router")
-
-_RESERVED = {"model": "the policy chooses the model: pass route= (a route of the policy) instead of model=",
-             "stream": "use Router.stream() / Router.astream() for streaming"}
-
-
-def _override(route: Exhausted, mode: str, has_queue: bool) -> Exhausted:
-    """A call's `on_exhausted=` over its route's."""
-    if mode not in ("raise", "wait", "queue"):
-        raise ValueError(f"on_exhausted must be 'raise', 'wait' or 'queue', not {mode!r}")
-    if mode == "queue" and not has_queue:
-        raise ValueError("on_exhausted='queue' needs a queue: give the policy a queue: section (or Router(queue=))")
-    return Exhausted(mode, route.wait_max)
-
-
-#: Seconds an in-process worker's running requests may take to finish at close() before they are handed
-#: back to the queue (another worker, or this one next time, serves them).
-WORKER_GRACE = 5.0
-
 
 class _TransitionAdapter:
     """The `on_transition=(alias, old, new)` hook of earlier versions, as a listener."""
@@ -60,7 +40,7 @@ class _TransitionAdapter:
             self.hook(event.model, event.old, event.new)
 
 
-class Router:
+class Router(QueueMethods):
     """Routes Anthropic Messages requests down a policy's fallback chains, one circuit breaker per model.
 
     `clock` is where all of its time comes from (a `router.clock.Clock`, or a bare monotonic `now`
@@ -104,6 +84,12 @@ class Router:
                     warm()
         self._worker = self._start_worker() if worker else None
 
+    def _start_worker(self) -> Any:
+        """`worker=True`: a Worker thread drains this Router's queue until close()."""
+        from .queue.worker import Worker
+
+        return Worker(self).start()
+
     def _store_for(self, policy: Policy) -> BreakerStore:
         """The policy's `state:` store (chosen once, when the Router is built), else breakers in memory."""
         redis = policy.state.redis
@@ -112,20 +98,6 @@ class Router:
         from .redis_store import RedisStore
 
         return RedisStore(redis.url.reveal(), prefix=redis.prefix, timeout=redis.timeout, now=self._clock.now)
-
-    def _keeper_for(self, policy: Policy, queue: QueueStore | None) -> TicketKeeper | None:
-        """The durable queue (`queue=`, else the policy's `queue:` section, opened once when the Router is
-        built; a reload does not move it). None: no queue."""
-        self._owns_queue = queue is None
-        if queue is None and policy.queue is None:
-            return None
-        if queue is None:
-            from .queue.opening import open_queue
-
-            assert policy.queue is not None
-            queue = open_queue(policy.queue)
-        ttl = policy.queue.ttl if policy.queue is not None else 86400.0
-        return TicketKeeper(queue, self._clock, ttl, self._events)
 
     def _watch_status_page(self, policy: Policy) -> StatusPageWatcher | None:
         """The `status_page:` poller, on its own daemon thread (polled by hand under a virtual clock)."""
@@ -145,17 +117,6 @@ class Router:
     def status_page(self) -> StatusPageWatcher | None:
         """The status page watcher (`.last`: what the page said at the last poll); None without `status_page:`."""
         return self._status_page
-    def _start_worker(self) -> Any:
-        """`worker=True`: a Worker thread drains this Router's queue until close()."""
-        from .queue.worker import Worker
-
-        return Worker(self).start()
-
-    def _stop_worker(self) -> None:
-        if self._worker is not None:  # running requests get WORKER_GRACE seconds, then go back to the queue
-            self._worker.stop(grace=WORKER_GRACE)
-            self._worker = None
-
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], **kwargs: Any) -> Router:
         """A Router for the policy file at `path` (watched for changes unless watch=False)."""
@@ -222,8 +183,7 @@ class Router:
     def _plan(self, route: str, timeout: float | None, params: Mapping[str, Any], stream: Stitcher | None = None,
               on_exhausted: str | None = None) -> Plan:
         if "model" in params or "stream" in params:
-            name = "model" if "model" in params else "stream"
-            raise TypeError(f"{name}= is not accepted here: {_RESERVED[name]}")
+            refuse_reserved(params)
         snapshot = self._live.current()
         try:
             chain = snapshot.routes[route]
@@ -231,61 +191,10 @@ class Router:
             raise UnknownRoute(route, list(snapshot.routes)) from None
         exhausted = snapshot.policy.routes[route].on_exhausted
         if on_exhausted is not None and on_exhausted != exhausted.mode:
-            exhausted = _override(exhausted, on_exhausted, self._keeper is not None)
+            exhausted = override(exhausted, on_exhausted, self._keeper is not None)
         now = self._clock.now
         deadline = now() + timeout if timeout is not None else None
         return plan.plan(route, chain, params, now, self._rng, self._events, deadline, stream, exhausted, self._keeper)
-
-    # -- the durable queue ------------------------------------------------------------------------
-
-    def _queue_keeper(self) -> TicketKeeper:
-        if self._keeper is None:
-            raise ValueError("this router has no queue: give the policy a queue: section (or Router(queue=))")
-        return self._keeper
-
-    @property
-    def queue(self) -> QueueStore | None:
-        """The durable queue's store (None: the policy has no `queue:`)."""
-        return self._keeper.store if self._keeper is not None else None
-
-    def submit(self, *, route: str = "default", **params: Any) -> str:
-        """Queue a request without trying it now (fire and forget); its ticket id. A worker serves it."""
-        if "model" in params or "stream" in params:
-            name = "model" if "model" in params else "stream"
-            raise TypeError(f"{name}= is not accepted here: {_RESERVED[name]}")
-        if route not in self._live.snapshot.routes:
-            raise UnknownRoute(route, list(self._live.snapshot.routes))
-        return self._queue_keeper().submit(route, params)
-
-    def result(self, ticket: str, timeout: float | None = None) -> RoutedMessage:
-        """The message a queued request was served with (waiting up to `timeout` seconds for it; None: wait
-        as long as it takes), or raise what finally happened: AllModelsFailed, Expired or RequestFailed;
-        NotReady if it is still queued when `timeout` ends, UnknownTicket if this queue never had it."""
-        return tickets.wait(self._queue_keeper().store, ticket, timeout, self._clock)
-
-    async def aresult(self, ticket: str, timeout: float | None = None) -> RoutedMessage:
-        """`result()` for asyncio: the store is read off the event loop."""
-        return await tickets.await_(self._queue_keeper().store, ticket, timeout, self._clock)
-
-    def batch(self, requests: Sequence[Mapping[str, Any]], *, route: str = "default", model: str | None = None,
-              options: BatchOptions | None = None) -> BatchHandle:
-        """Send non-urgent `requests` (Messages API arguments, without model=) through Anthropic's Message
-        Batches API, to `model` (default: the first anthropic model of `route`). Each request is a ticket of
-        the router's queue before this returns; `handle.results()` maps ticket id to message or exception.
-        Server-class errors and expired requests are retried through the route (`options.retry`)."""
-        from .batches import submit
-
-        if route not in self._live.snapshot.routes:
-            raise UnknownRoute(route, list(self._live.snapshot.routes))
-        return submit(self._queue_keeper().store, self.policy, requests, route=route, model=model,
-                      serve=self._serve_batched, clock=self._clock, options=options)
-
-    def resume_batches(self, options: BatchOptions | None = None) -> list[BatchHandle]:
-        """A handle for every batch in the queue that has not ended (after a restart): `wait()` picks up."""
-        from .batches import resume
-
-        return resume(self._queue_keeper().store, self.policy, serve=self._serve_batched, clock=self._clock,
-                      options=options)
 
     def _serve_batched(self, route: str, params: Mapping[str, Any]) -> RoutedMessage:
         return self.complete(route=route, on_exhausted="raise", **params)

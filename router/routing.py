@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,3 +81,14 @@ def format_attempts(attempts: tuple[Attempt, ...] | list[Attempt]) -> str:
             parts.append(f"({a.detail})")
         lines.append(" ".join(parts))
     return "\n".join(lines)
+
+
+_RESERVED = {"model": "the policy chooses the model: pass route= (a route of the policy) instead of model=",
+             "stream": "use Router.stream() / Router.astream() for streaming"}
+
+
+def refuse_reserved(params: Mapping[str, Any]) -> None:
+    """TypeError for request arguments the router sets itself (model=, stream=), saying what to do instead."""
+    for name, why in _RESERVED.items():
+        if name in params:
+            raise TypeError(f"{name}= is not accepted here: {why}")
