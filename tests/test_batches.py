@@ -199,7 +199,7 @@ def test_250_requests_with_mixed_results_end_with_an_exact_tally(
             reader.result(refused, timeout=0)
 
 
-def test_retries_that_fail_down_the_whole_route_are_all_models_failed(
+def test_retries_that_find_the_whole_route_down_go_back_to_the_queue(
         fake_server: FakeServer, store: SQLiteQueue, router: Router) -> None:
     fake_server.plan_batch([BatchResult.errored("overloaded_error"), BatchResult.expired(), BatchResult.succeeded()],
                            polls=0)
@@ -207,12 +207,16 @@ def test_retries_that_fail_down_the_whole_route_are_all_models_failed(
         fake_server.plan(model, default=Fault.status(500))
     handle = submit(store, router.policy, _requests(3), serve=serve_with(router), clock=VirtualClock().clock(),
                     options=FAST)
-    assert handle.wait() == BatchTally(total=3, succeeded=1, retried=2, failed=2)
+    assert handle.wait() == BatchTally(total=3, succeeded=1, retried=2, pending=2)
     results = handle.results()
-    failed = [results[t] for t in handle.ticket_ids[:2]]
-    assert all(isinstance(e, AllModelsFailed) for e in failed)
-    assert [a.model for a in failed[0].attempts] == ["primary", "primary", "fallback"]  # type: ignore[union-attr]
+    assert set(results) == {handle.ticket_ids[2]}  # the two the route could not serve are the queue's again
     assert isinstance(results[handle.ticket_ids[2]], RoutedMessage)
+    for ticket_id in handle.ticket_ids[:2]:
+        ticket = store.get(ticket_id)
+        assert ticket is not None and ticket.state == "queued" and ticket.attempts == 1
+        assert ticket.error is not None and ticket.error["type"] == "AllModelsFailed"
+        tried = [a["model"] for a in ticket.error["attempts"]][1:]  # after the batch's own attempt: the route's
+        assert tried and set(tried) <= {"primary", "fallback"}
 
 
 def test_retry_queue_puts_them_back_in_the_queue_and_none_ends_them(

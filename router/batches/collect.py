@@ -141,7 +141,9 @@ def _give_up(ctx: BatchContext, record: BatchRecord, ticket: Ticket, verdict: Ve
 
 
 def _serve(ctx: BatchContext, record: BatchRecord, ticket: Ticket, verdict: Verdict) -> None:
-    """retry: route. The request goes down the route's normal path; whatever happens is its final outcome."""
+    """retry: route. The request goes down the route's normal path. If every model of the route fails, it goes
+    back to the queue (a worker serves it once a model can, up to queue.attempts rounds): a request the
+    router accepted is never lost to an outage. Anything else is its final outcome."""
     assert ctx.serve is not None
     first = _batch_attempt(ctx, record, verdict)
     note = _note(record, verdict, True)
@@ -149,6 +151,8 @@ def _serve(ctx: BatchContext, record: BatchRecord, ticket: Ticket, verdict: Verd
         message = ctx.serve(ticket.route, ticket.params)
     except AllModelsFailed as exc:
         error = error_json(type(exc).__name__, str(exc), None, (first, *exc.attempts), note)
+        ctx.store.fail(ticket.id, None, error, ctx.clock.wall(), final=False)
+        return
     except anthropic.APIStatusError as exc:  # a caller-class error the route raised at once
         error = error_json(exc.type or "api_error", exc.message, exc.status_code, (first,), note)
     except RouterError as exc:
