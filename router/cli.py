@@ -174,6 +174,8 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--grace", type=seconds, default=30.0, help="on SIGTERM, seconds running requests may "
                         "take to finish before they are handed back to the queue (default 30)")
     worker.add_argument("--plain", action="store_true", help="plain progress lines instead of the progress bar")
+    worker.add_argument("--batch", action="store_true", help="send what is queued as Message Batches (half price, "
+                        "results within hours) instead of one request at a time; also queue: {drain: batch}")
     for name, what in (("force-open", "send the model no traffic, not even a probe, until force-close or reset"),
                        ("force-close", "close the model's breaker now and zero its count"),
                        ("reset", "close the breaker, zero its count and end any retry-after cooldown")):
@@ -198,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .queue.worker_cli import run_worker
 
         return run_worker(args.policy, concurrency=args.concurrency, once=args.once, grace=args.grace,
-                          plain=True if args.plain else None)
+                          plain=True if args.plain else None, batch=args.batch)
     if args.command in ("force-open", "force-close", "reset"):
         from .status import operate
 

@@ -19,7 +19,7 @@ import pytest
 from anthropic.types import Message
 from anthropic.types.messages import MessageBatchIndividualResponse, MessageBatchSucceededResult
 
-from router import AllModelsFailed, RoutedMessage, Router, parse_policy
+from router import RoutedMessage, Router, parse_policy
 from router.batches import (
     BatchHandle,
     BatchLimits,

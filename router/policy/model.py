@@ -12,6 +12,7 @@ PROVIDERS = ("anthropic", "litellm")
 RESUME_METHODS = ("prefill", "continue", "restart")
 ON_INTERRUPT = ("resume", "raise")
 ON_EXHAUSTED = ("raise", "wait", "queue")
+QUEUE_DRAINS = ("requests", "batch")
 STATUS_PAGE_ACTIONS = ("open", "lower_threshold", "log")
 OUTCOME_CLASSES = ("server_failure", "rate_limited", "account", "caller", "too_large")
 KNOWN_ERROR_TYPES = (
@@ -151,6 +152,7 @@ class QueueConfig:
     lease: float = 60.0  # a worker's claim on a request; a dead worker's requests are claimed again after it
     concurrency: int = 8  # requests one worker drains at once
     attempts: int = 5  # drain rounds before a request ends as failed (each round: the route's whole chain)
+    drain: str = "requests"  # how `failover-router worker` drains: "requests" one by one, or as Message "batch"es
 
 
 @dataclass(frozen=True, slots=True)

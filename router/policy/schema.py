@@ -28,6 +28,7 @@ from .env_refs import bare_reference, env_like
 from .model import (
     ON_EXHAUSTED,
     ON_INTERRUPT,
+    QUEUE_DRAINS,
     RESUME_METHODS,
     STATUS_PAGE_ACTIONS,
     Exhausted,
@@ -274,6 +275,7 @@ _QUEUE = Section({
     "lease": _duration(zero_ok=False),
     "concurrency": _integer(1, 1024),
     "attempts": _integer(1, 1000),
+    "drain": _choice(QUEUE_DRAINS),
 })
 _STATUS_PAGE = Section(
     {

@@ -111,3 +111,12 @@ class QueueMethods:
         return resume(self._queue_keeper().store, self._live.snapshot.policy, serve=self._serve_batched,
                       clock=self._clock, options=options)
 
+
+    def drain_as_batches(self, options: BatchOptions | None = None) -> list[BatchHandle]:
+        """Send every queued request as Message Batches (a job per route, to its first anthropic model) instead
+        of one call each: for a backlog nobody waits on, at batch prices. A route with no anthropic model keeps
+        its requests queued for the request workers. `wait()` / `results()` on the handles collect."""
+        from ..batches.drain import drain_queue
+
+        return drain_queue(self._queue_keeper().store, self._live.snapshot.policy, serve=self._serve_batched,
+                           clock=self._clock, options=options)

@@ -99,12 +99,21 @@ def _open(path: str, out: IO[str]) -> Any:
 
 
 def run_worker(path: str, *, concurrency: int | None = None, once: bool = False, grace: float = 30.0,
-               plain: bool | None = None, out: IO[str] | None = None, clock: Clock = SYSTEM) -> int:
+               plain: bool | None = None, out: IO[str] | None = None, clock: Clock = SYSTEM,
+               batch: bool = False) -> int:
     """The `worker` command: 0 once drained (--once) or stopped by a signal, 2 if it cannot start."""
     out = out or sys.stdout
     router = _open(path, out)
     if router is None:
         return 2
+    if batch or router.policy.queue.drain == "batch":
+        asked = threading.Event()
+        previous = _on_signals(asked.set)
+        try:
+            return drain_as_batches(router, out, clock, asked, once)
+        finally:
+            _restore(previous)
+            router.close()
     try:
         worker = Worker(router, concurrency=concurrency)
     except ValueError as exc:
@@ -146,3 +155,44 @@ def _on_signals(handler: Callable[[], None]) -> dict[int, Any]:
 def _restore(previous: dict[int, Any]) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+
+
+def drain_as_batches(router: Any, out: IO[str], clock: Clock, asked: threading.Event, once: bool) -> int:
+    """`--batch` (or `queue: {drain: batch}`): send what is queued as Message Batches, poll them with backoff
+    until every one ended and its results are stored, and (without --once) do it again for what is queued
+    next. A signal stops the wait at once: the batches go on at Anthropic and the next run collects them."""
+    handles = list(router.resume_batches())
+    delay = BATCH_POLL
+    while not asked.is_set():
+        handles.extend(router.drain_as_batches())
+        open_ = [h for h in handles if not h.done]
+        for handle in open_:
+            handle.poll()
+        handles = [h for h in handles if not h.done]
+        counts = router.queue.counts()
+        print(f"batches in progress {len(handles)}  {_counts(counts)}", file=out, flush=True)
+        if not handles and (once or asked.is_set()) and counts["queued"] == 0:
+            break
+        delay = BATCH_POLL if not handles else min(BATCH_POLL_MAX, delay * 1.5)
+        _nap(clock, delay, asked)
+    if handles:
+        print(f"worker stopped: {len(handles)} batches still in progress; run the worker again to collect them",
+              file=out, flush=True)
+    return 0
+
+
+BATCH_POLL = 10.0  # seconds between polls of open batches (growing 1.5x each round while they run)
+BATCH_POLL_MAX = 300.0
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return "  ".join(f"{state} {counts[state]}" for state in ("queued", "batched", "done", "failed", "expired"))
+
+
+def _nap(clock: Clock, seconds: float, asked: threading.Event) -> None:
+    """Sleep `seconds` on `clock` in short steps, returning early once a signal came."""
+    left = seconds
+    while left > 0 and not asked.is_set():
+        step = min(REFRESH, left)
+        clock.sleep(step)
+        left -= step
