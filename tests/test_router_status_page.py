@@ -64,3 +64,35 @@ def test_under_a_virtual_clock_the_page_is_polled_by_hand(fake_server: FakeServe
             assert r.breakers()["opus"].state == "closed"
         finally:
             r.close()
+
+
+def test_prometheus_shows_what_the_status_page_said(fake_server: FakeServer) -> None:
+    import prometheus_client
+
+    from router.observe import instrument
+
+    from .test_prometheus import scrape
+
+    with FakeStatusPage() as page:
+        page.show(summary(incident("Elevated errors on Claude Sonnet 4.5")))
+        clock = VirtualClock()
+        r = Router(parse_policy(_policy(fake_server.url, page.url), env=KEYS), watch=False, clock=clock.clock())
+        registry = prometheus_client.CollectorRegistry()
+        done = instrument(r, otel=False, prometheus_registry=registry, prometheus_port=0)
+        try:
+            _, before = scrape(done.port)
+            assert not [k for k in before if k[0].startswith("failover_router_status_page")]  # no poll yet
+            assert r.status_page is not None
+            r.status_page.poll_once()
+            _, seen = scrape(done.port)
+            assert seen[("failover_router_status_page_up", ())] == 1
+            assert seen[("failover_router_status_page_incident", (("model", "sonnet"),))] == 1
+            assert seen[("failover_router_status_page_incident", (("model", "opus"),))] == 0
+            assert seen[("failover_router_breaker_state", (("model", "sonnet"),))] == 2
+            page.fail(500)
+            r.status_page.poll_once()
+            _, failed = scrape(done.port)
+            assert failed[("failover_router_status_page_up", ())] == 0
+        finally:
+            done.close()
+            r.close()

@@ -37,6 +37,9 @@ GAUGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("failover_router_breaker_failures", "Consecutive counted failures per model", ("model",)),
     ("failover_router_breaker_forced_open", "1 while an operator holds the model's breaker open", ("model",)),
     ("failover_router_queue_depth", "Queued requests by state", ("state",)),
+    ("failover_router_status_page_up", "1 if the last poll of the status page read it, 0 if it failed", ()),
+    ("failover_router_status_page_incident", "1 while the status page's last word names the model (an active "
+     "incident or an API outage)", ("model",)),
 )
 
 
@@ -115,6 +118,21 @@ class PrometheusCollector:
             for state, count in counts:
                 depth.add_metric([state], count)
         yield depth
+        yield from self._status_page_gauges()
+
+    def _status_page_gauges(self) -> Iterator[Metric]:
+        """What the status page watcher last saw (no samples without `status_page:`, or before its first poll)."""
+        (u_name, u_doc, _), (i_name, i_doc, _) = GAUGES[4:6]
+        up = GaugeMetricFamily(u_name, u_doc)
+        named = GaugeMetricFamily(i_name, i_doc, labels=["model"])
+        watcher = getattr(self._router, "status_page", None)
+        last = watcher.last if watcher is not None else None
+        if last is not None:
+            up.add_metric([], 1 if last.ok else 0)
+            models = {m for finding in last.findings if finding.ongoing for m in finding.models}
+            for alias in sorted(self._router.policy.models):
+                named.add_metric([alias], 1 if alias in models else 0)
+        yield from (up, named)
 
     def _breaker_gauges(self) -> Iterator[Metric]:
         (s_name, s_doc, _), (f_name, f_doc, _), (o_name, o_doc, _) = GAUGES[:3]
