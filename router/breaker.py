@@ -83,6 +83,8 @@ _PYBREAKER_NAMES = {
     pybreaker.STATE_OPEN: "open",
     pybreaker.STATE_HALF_OPEN: "half_open",
 }
+# admit()'s answers, bound once: reading an enum member off its class costs ~0.15 µs on Python 3.11.
+_PERMIT, _OPEN, _COOLING = Admission.PERMIT, Admission.OPEN, Admission.COOLING
 
 
 class _Slot:
@@ -166,10 +168,10 @@ class MemoryStore:
     def admit(self, alias: str, now: float, lease_ttl: float) -> Admission | Lease:
         slot = self._slots.get(alias)
         if slot is None:  # removed from the policy by a reload while this request was on its way
-            return Admission.OPEN
+            return _OPEN
         if slot.storage.state == pybreaker.STATE_CLOSED:  # the hot path: no lock
             cooling = slot.cooling_until is not None and now < slot.cooling_until
-            return Admission.COOLING if cooling else Admission.PERMIT
+            return _COOLING if cooling else _PERMIT
         answer = self._apply(alias, slot, lambda s, c: rules.admit(s, c, now, lease_ttl)).answer
         assert isinstance(answer, (Admission, Lease))
         return answer

@@ -49,6 +49,9 @@ RAISE = Exhausted()
 _serials = itertools.count(1)
 #: A waiting request looks again this often while another request holds the half-open probe.
 PROBE_POLL = 0.05
+# Enum members read on every request, bound once: on Python 3.11 `Admission.OPEN` costs ~0.15 µs a read (the
+# enum metaclass's __getattr__ keeps attribute loads on the class off the interpreter's fast path).
+_OPEN, _COOLING, _SUCCESS = Admission.OPEN, Admission.COOLING, Kind.SUCCESS
 
 
 def backoff_delay(config: BackoffConfig, retry_index: int, rng: random.Random) -> float:
@@ -241,8 +244,8 @@ def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, 
             req.add(Attempt(alias, Kind.DEADLINE))
             return None
         admission = yield Admit(alias, started, remaining)
-        if admission is Admission.OPEN or admission is Admission.COOLING:
-            req.add(Attempt(alias, Kind.BREAKER_OPEN if admission is Admission.OPEN else Kind.COOLING_DOWN))
+        if admission is _OPEN or admission is _COOLING:
+            req.add(Attempt(alias, Kind.BREAKER_OPEN if admission is _OPEN else Kind.COOLING_DOWN))
             return None
         probe = admission if isinstance(admission, Lease) else None
         shared = req.deadline is not None and (yield from req.others_can_serve(index, started))
@@ -252,7 +255,7 @@ def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, 
         ended = req.clock()
         if isinstance(reply, Message):
             yield Succeeded(alias, ended, probe)
-            req.served(Attempt(alias, Kind.SUCCESS, 200, None, getattr(reply, "_request_id", None),
+            req.served(Attempt(alias, _SUCCESS, 200, None, getattr(reply, "_request_id", None),
                                ended - started, probe is not None, _takeover(req, note)), reply)
             return attach_routing(reply, Routing(alias, req.route, tuple(req.attempts)))
         assert isinstance(reply, (Failure, Salvaged)), reply
