@@ -41,7 +41,7 @@ from .errors import AllModelsFailed, Queued, StreamInterrupted
 from .events import AttemptEnded, AttemptStarted, Failover, Funnel, RequestEnded, RequestStarted, StreamResumed
 from .outcome import Failure, Kind
 from .policy import BackoffConfig, Exhausted
-from .routing import Attempt, RoutedMessage, Routing, attach_routing
+from .routing import Attempt, DeferredRouting, RoutedMessage, Routing, attach_routing
 from .streaming.stitcher import Salvaged, Stitcher, resume_method
 
 Steps = Generator[Command, Reply, None]
@@ -104,11 +104,14 @@ class _Request:
         if self.emit.listening:
             self.emit(AttemptEnded(self.route, attempt, self.clock(), self.serial, message))
 
-    def ended(self, model: str | None, error: BaseException | None) -> None:
+    def ended(
+        self, model: str | None, error: BaseException | None, attempts: tuple[Attempt, ...] | None = None
+    ) -> None:
+        """`attempts`: the served message's (its routing record may hold the last one); else this list's."""
         if self.emit.listening:
             now = self.clock()
-            self.emit(RequestEnded(self.route, model, tuple(self.attempts), type(error).__name__ if error else None,
-                                   now - self.started, now, self.serial))
+            self.emit(RequestEnded(self.route, model, tuple(self.attempts) if attempts is None else attempts,
+                                   type(error).__name__ if error else None, now - self.started, now, self.serial))
 
 
 def _callable(info: Reply) -> bool:
@@ -145,7 +148,9 @@ def plan(
         while True:
             served = yield from _down_the_chain(req)
             if served is not None:
-                req.ended(served.routing.model, None)
+                if emit.listening:
+                    routing = served.routing
+                    req.ended(routing.model, None, routing.attempts)
                 return served
             if stream is not None and stream.emitted:
                 reason = "no model left to resume on"
@@ -255,9 +260,7 @@ def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, 
         ended = req.clock()
         if isinstance(reply, Message):
             yield Succeeded(alias, ended, probe)
-            req.served(Attempt(alias, _SUCCESS, 200, None, getattr(reply, "_request_id", None),
-                               ended - started, probe is not None, _takeover(req, note)), reply)
-            return attach_routing(reply, Routing(alias, req.route, tuple(req.attempts)))
+            return _served(req, alias, reply, ended - started, probe is not None, note)
         assert isinstance(reply, (Failure, Salvaged)), reply
         failure = reply.failure if isinstance(reply, Salvaged) else reply
         opened = yield from _record(req, target, failure, probe, started, ended, isinstance(reply, Salvaged))
@@ -271,6 +274,19 @@ def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, 
             return None  # move on (a wait that would outlast this model's budget too)
         yield Sleep(delay)
     return None
+
+
+def _served(req: _Request, alias: str, reply: Message, duration: float, probe: bool, note: str | None) -> RoutedMessage:
+    """The message that served, with its routing record: built now if someone listens for the attempt's
+    event, else when the caller first reads `.routing` (most never do)."""
+    values = reply.__dict__  # the SDK sets _request_id there; getattr() would raise inside pydantic when absent
+    request_id = values["_request_id"] if "_request_id" in values else getattr(reply, "_request_id", None)
+    detail = note if req.stream is None else _takeover(req, note)
+    last = (alias, _SUCCESS, 200, None, request_id, duration, probe, detail)
+    if req.emit.listening:
+        req.served(Attempt(*last), reply)
+        return attach_routing(reply, Routing(alias, req.route, tuple(req.attempts)))
+    return attach_routing(reply, DeferredRouting(alias, req.route, tuple(req.attempts), last))
 
 
 def _begin(req: _Request, target: Target, probe: Lease | None, now: float) -> str | None:
