@@ -146,7 +146,16 @@ def plan(
         waited_until = req.started + exhausted.wait_max if exhausted.mode == "wait" else None
         rounds = 0
         while True:
-            served = yield from _down_the_chain(req)
+            served = None
+            for index, target in enumerate(chain):  # one pass down the chain
+                if req.spent_credentials or stream is not None:
+                    skipped = _passed_over(req, target)
+                    if skipped is not None:
+                        req.add(Attempt(target.alias, skipped))
+                        continue
+                served = yield from _try_model(req, index, target)
+                if served is not None:
+                    break
             if served is not None:
                 if emit.listening:
                     routing = served.routing
@@ -169,19 +178,6 @@ def plan(
     except Exception as exc:
         req.ended(None, exc)
         raise
-
-
-def _down_the_chain(req: _Request) -> Generator[Command, Reply, RoutedMessage | None]:
-    """One pass down the chain: the message of the first model that served, else None."""
-    for index, target in enumerate(req.chain):
-        skipped = _passed_over(req, target)
-        if skipped is not None:
-            req.add(Attempt(target.alias, skipped))
-            continue
-        served = yield from _try_model(req, index, target)
-        if served is not None:
-            return served
-    return None
 
 
 def _wait(req: _Request, until: float, rounds: int) -> Generator[Command, Reply, bool]:
@@ -254,7 +250,10 @@ def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, 
             return None
         probe = admission if isinstance(admission, Lease) else None
         shared = req.deadline is not None and (yield from req.others_can_serve(index, started))
-        note = _begin(req, target, probe, started)
+        if req.stream is None and not req.emit.listening:  # _begin() would only note the model
+            note, req.last_model = None, alias
+        else:
+            note = _begin(req, target, probe, started)
         call = _call(req, target, remaining, probe, started, shared)
         reply = yield call  # if the caller cancels here, the driver hands the probe lease back
         ended = req.clock()
@@ -306,15 +305,19 @@ def _begin(req: _Request, target: Target, probe: Lease | None, now: float) -> st
 
 def _call(req: _Request, target: Target, remaining: float, probe: Lease | None, now: float, shared: bool) -> Call:
     """The budget of one attempt (`shared`: another model could still serve): see the module docstring."""
+    if req.deadline is None:  # no timeout= to share: the model's own budget
+        if req.stream is None:
+            return Call(target, req.params, remaining, probe)
+        share: float | None = None
+        timeout, limit = remaining, "timeout.total"
+    else:
+        share = (req.deadline - now) / 2 if shared else None
+        timeout, limit = remaining, "the request's timeout="
+        if req.stream is None:
+            if share is not None and share < timeout:
+                timeout, limit = share, "half of what was left of timeout=, since another model could still serve"
+            return Call(target, req.params, timeout, probe, limit=limit)
     t = target.config.timeout
-    timeout, limit = remaining, "the request's timeout=" if req.deadline is not None else "timeout.total"
-    share: float | None = None
-    if shared and req.deadline is not None:
-        share = (req.deadline - now) / 2
-    if req.stream is None:
-        if share is not None and share < timeout:
-            timeout, limit = share, "half of what was left of timeout=, since another model could still serve"
-        return Call(target, req.params, timeout, probe, limit=limit)
     first_token = t.first_token if share is None else min(t.first_token, share)
     request = req.stream.request(req.params, target.config)  # a resumed stream asks to continue the answer
     return Call(target, request, timeout, probe, min(t.first_byte, first_token), first_token, limit)
