@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NoReturn
 
+from .breaker import Admission
 from .budget import CURRENT, LIMIT_NAMES, Budget
 from .clock import Clock
 from .commands import Call, Peek, Plan, Release, Reply, Sleep, StoreLike, StoreOp
 from .outcome import Failure
 from .routing import RoutedMessage
+
+_PERMIT = Admission.PERMIT  # bound once: reading an enum member off its class costs ~0.15 µs on Python 3.11
 
 
 def budget_for(call: Call, clock: Clock) -> Budget:
@@ -86,6 +89,13 @@ def run(steps: Plan, store: StoreLike, clock: Clock) -> RoutedMessage:
         while True:
             command = steps.send(reply)
             if isinstance(command, Call):
+                if command.admit_at is not None:  # Admit first, as Admit.run() would; call only if permitted
+                    admission: Any = store.admit(command.target.alias, command.admit_at, command.timeout)
+                    if admission is not _PERMIT:
+                        if hasattr(admission, "__await__"):
+                            _refuse(admission, store)
+                        reply = admission
+                        continue
                 pending = command
                 provider = command.target.provider
                 budget = Budget(command.timeout, command.first_byte, command.first_token, clock.now)
@@ -122,6 +132,14 @@ async def arun(steps: Plan, store: StoreLike, clock: Clock) -> RoutedMessage:
         while True:
             command = steps.send(reply)
             if isinstance(command, Call):
+                if command.admit_at is not None:  # Admit first, as Admit.arun() would; call only if permitted
+                    method = getattr(store, "aadmit", None) or store.admit
+                    admission = method(command.target.alias, command.admit_at, command.timeout)
+                    if hasattr(admission, "__await__"):
+                        admission = await admission
+                    if admission is not _PERMIT:
+                        reply = admission
+                        continue
                 pending = command
                 provider = command.target.provider
                 budget = Budget(command.timeout, command.first_byte, command.first_token, clock.now)

@@ -244,18 +244,27 @@ def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, 
         if remaining <= 0:
             req.add(Attempt(alias, Kind.DEADLINE))
             return None
-        admission = yield Admit(alias, started, remaining)
-        if admission is _OPEN or admission is _COOLING:
-            req.add(Attempt(alias, Kind.BREAKER_OPEN if admission is _OPEN else Kind.COOLING_DOWN))
-            return None
-        probe = admission if isinstance(admission, Lease) else None
-        shared = req.deadline is not None and (yield from req.others_can_serve(index, started))
-        if req.stream is None and not req.emit.listening:  # _begin() would only note the model
-            note, req.last_model = None, alias
+        quiet = req.deadline is None and req.stream is None and not req.emit.listening
+        if quiet:  # nothing to decide between admission and call: one command, called only if admitted
+            reply: Reply = yield Call(target, req.params, remaining, None, admit_at=started)
         else:
-            note = _begin(req, target, probe, started)
-        call = _call(req, target, remaining, probe, started, shared)
-        reply = yield call  # if the caller cancels here, the driver hands the probe lease back
+            reply = yield Admit(alias, started, remaining)
+        probe: Lease | None = None
+        note: str | None = None
+        if isinstance(reply, (Admission, Lease)):  # the store's answer: not called (yet)
+            if reply is _OPEN or reply is _COOLING:
+                req.add(Attempt(alias, Kind.BREAKER_OPEN if reply is _OPEN else Kind.COOLING_DOWN))
+                return None
+            probe = reply if isinstance(reply, Lease) else None
+            shared = req.deadline is not None and (yield from req.others_can_serve(index, started))
+            if quiet:  # _begin() would only note the model
+                req.last_model = alias
+            else:
+                note = _begin(req, target, probe, started)
+            reply = yield _call(req, target, remaining, probe, started, shared)  # a cancelled caller: the
+            # driver hands the probe lease back
+        else:
+            req.last_model = alias  # called as admitted
         ended = req.clock()
         if isinstance(reply, Message):
             yield Succeeded(alias, ended, probe)
