@@ -77,7 +77,7 @@ class _Request:
     started: float = 0.0
     serial: int = 0
     attempts: list[Attempt] = field(default_factory=list)
-    spent_credentials: set[str] = field(default_factory=set)
+    spent_credentials: frozenset[str] = frozenset()  # (a set would be built for every request)
     last: Failure | None = None
     last_model: str | None = None  # the model last sent a request, for Failover events
 
@@ -364,7 +364,7 @@ def _record(
     if failure.kind is Kind.RATE_LIMITED and failure.retry_after is not None:
         yield CoolDown(alias, ended + min(failure.retry_after, retry.max_retry_after))
     elif failure.spends_key:
-        req.spent_credentials.add(target.credentials)
+        req.spent_credentials |= {target.credentials}
     return opened
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from anthropic.types import Message
+from pydantic import BaseModel
 
 from .outcome import Kind
 
@@ -85,12 +86,15 @@ class RoutedMessage(Message):
         return found if type(found) is Routing else found.get()
 
 
+# pydantic's slot for a model's private values, set directly (object.__setattr__ would look it up by name first)
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
 def attach_routing(message: Message, routing: Routing | DeferredRouting) -> RoutedMessage:
     """Turn the SDK's message into a RoutedMessage in place: O(1), no copy, no re-validation."""
     object.__setattr__(message, "__class__", RoutedMessage)  # skips pydantic's __setattr__
     private = message.__pydantic_private__
-    object.__setattr__(message, "__pydantic_private__",
-                       {"routing": routing} if private is None else {**private, "routing": routing})
+    _set_private(message, {"routing": routing} if private is None else {**private, "routing": routing})
     return message  # type: ignore[return-value]
 
 
