@@ -69,12 +69,13 @@ def contender(name: str, url: str) -> tuple[object, bool]:
     """The call to count: (a function of no arguments, whether it returns a coroutine)."""
     from benchmarks import client_cpu
     from router import Router
+    from router.providers.anthropic import AnthropicProvider
 
     if name.startswith(("stub", "astub")):
         return _stub_contender(name)
     policy = client_cpu.one_model_policy(url)
     r = Router(policy, watch=False)
-    provider = client_cpu.AnthropicProvider(policy.models["primary"])
+    provider = AnthropicProvider(policy.models["primary"])
     is_async = name.startswith("a")
     build = client_cpu.async_contenders if is_async else client_cpu.sync_contenders
     contenders, _clients = build(url, provider, r)
