@@ -83,13 +83,15 @@ _PYBREAKER_NAMES = {
     pybreaker.STATE_OPEN: "open",
     pybreaker.STATE_HALF_OPEN: "half_open",
 }
+# admit()'s answers, bound once: reading an enum member off its class costs ~0.15 µs on Python 3.11.
+_PERMIT, _OPEN, _COOLING = Admission.PERMIT, Admission.OPEN, Admission.COOLING
 
 
 class _Slot:
     """One model's breaker: pybreaker's state and counter, plus the monotonic times pybreaker lacks."""
 
-    __slots__ = ("breaker", "config", "cooling_until", "forced", "lease", "lease_until", "lock", "moves",
-                 "opened_at", "retry_at", "storage", "wait")
+    __slots__ = ("breaker", "closed", "config", "cooling_until", "failures", "forced", "lease", "lease_until", "lock",
+                 "moves", "opened_at", "retry_at", "storage", "wait")
 
     def __init__(self, alias: str, config: BreakerConfig) -> None:
         self.lock = threading.Lock()
@@ -106,6 +108,10 @@ class _Slot:
         self.lease_until: float | None = None
         self.cooling_until: float | None = None
         self.forced = False
+        # pybreaker's state and counter as plain attributes, for the lock-free hot path (its properties cost a
+        # Python call each); write() is the only thing that changes either.
+        self.closed = True
+        self.failures = 0
 
     def read(self) -> BreakerState:
         return BreakerState(_PYBREAKER_NAMES[self.storage.state], self.storage.counter, self.wait, self.opened_at,
@@ -114,10 +120,12 @@ class _Slot:
     def write(self, new: BreakerState) -> None:
         if _PYBREAKER_NAMES[self.storage.state] != new.state:
             self.moves[new.state]()  # pybreaker's close() also zeroes its counter
+            self.closed = new.state == "closed"
         if self.storage.counter > new.failures:
             self.storage.reset_counter()
         while self.storage.counter < new.failures:
             self.storage.increment_counter()
+        self.failures = new.failures
         self.wait, self.opened_at, self.retry_at = new.wait, new.opened_at, new.retry_at
         self.lease, self.lease_until, self.cooling_until = new.lease, new.lease_until, new.cooling_until
         self.forced = new.forced
@@ -166,10 +174,10 @@ class MemoryStore:
     def admit(self, alias: str, now: float, lease_ttl: float) -> Admission | Lease:
         slot = self._slots.get(alias)
         if slot is None:  # removed from the policy by a reload while this request was on its way
-            return Admission.OPEN
-        if slot.storage.state == pybreaker.STATE_CLOSED:  # the hot path: no lock
+            return _OPEN
+        if slot.closed:  # the hot path: no lock
             cooling = slot.cooling_until is not None and now < slot.cooling_until
-            return Admission.COOLING if cooling else Admission.PERMIT
+            return _COOLING if cooling else _PERMIT
         answer = self._apply(alias, slot, lambda s, c: rules.admit(s, c, now, lease_ttl)).answer
         assert isinstance(answer, (Admission, Lease))
         return answer
@@ -178,7 +186,7 @@ class MemoryStore:
         slot = self._slots.get(alias)
         if slot is None:  # results of calls to a model a reload removed meanwhile are dropped
             return
-        if probe is None and (slot.storage.state != pybreaker.STATE_CLOSED or not slot.storage.counter):
+        if probe is None and (not slot.closed or not slot.failures):
             return  # the hot path: nothing to reset
         self._apply(alias, slot, lambda s, c: rules.success(s, c, probe))
 

@@ -39,7 +39,12 @@ class Target:
 @dataclass(slots=True)
 class Call:
     """Call `target` once. `timeout` is the attempt's hard end (seconds from now); a stream must also
-    send its response head within `first_byte` and its first content within `first_token`."""
+    send its response head within `first_byte` and its first content within `first_token`.
+
+    With `admit_at`, the driver first asks the store what `Admit(alias, admit_at, timeout)` asks, and makes the
+    call only if the answer is PERMIT; any other answer (OPEN, COOLING, a probe's Lease) is the reply instead.
+    The plan sends this for the common attempt, where nothing is decided between the admission and the call:
+    one round trip fewer, the same store operations in the same order."""
 
     target: Target
     params: Mapping[str, Any]  # the Messages API request for this attempt (a resumed stream's included)
@@ -48,6 +53,7 @@ class Call:
     first_byte: float | None = None
     first_token: float | None = None
     limit: str = "timeout.total"  # what set `timeout`, for the attempt record
+    admit_at: float | None = None  # ask the store first (see above); None: already admitted
 
 
 @dataclass(slots=True)
@@ -85,8 +91,8 @@ class Admit:
         return result
 
     def arun(self, store: StoreLike) -> Any:
-        method = getattr(store, "aadmit", None)
-        return method(self.alias, self.now, self.lease_ttl) if method is not None else self.run(store)
+        method = getattr(store, "aadmit", None) or store.admit  # (run()'s call, spelled out: this is every request)
+        return method(self.alias, self.now, self.lease_ttl)
 
 
 @dataclass(slots=True)
@@ -99,8 +105,8 @@ class Succeeded:
         return store.record_success(self.alias, self.now, probe=self.probe)
 
     def arun(self, store: StoreLike) -> Any:
-        method = getattr(store, "arecord_success", None)
-        return method(self.alias, self.now, probe=self.probe) if method is not None else self.run(store)
+        method = getattr(store, "arecord_success", None) or store.record_success
+        return method(self.alias, self.now, probe=self.probe)
 
 
 @dataclass(slots=True)

@@ -41,7 +41,7 @@ from .errors import AllModelsFailed, Queued, StreamInterrupted
 from .events import AttemptEnded, AttemptStarted, Failover, Funnel, RequestEnded, RequestStarted, StreamResumed
 from .outcome import Failure, Kind
 from .policy import BackoffConfig, Exhausted
-from .routing import Attempt, RoutedMessage, Routing, attach_routing
+from .routing import Attempt, DeferredRouting, RoutedMessage, Routing, attach_routing
 from .streaming.stitcher import Salvaged, Stitcher, resume_method
 
 Steps = Generator[Command, Reply, None]
@@ -49,6 +49,9 @@ RAISE = Exhausted()
 _serials = itertools.count(1)
 #: A waiting request looks again this often while another request holds the half-open probe.
 PROBE_POLL = 0.05
+# Enum members read on every request, bound once: on Python 3.11 `Admission.OPEN` costs ~0.15 µs a read (the
+# enum metaclass's __getattr__ keeps attribute loads on the class off the interpreter's fast path).
+_OPEN, _COOLING, _SUCCESS = Admission.OPEN, Admission.COOLING, Kind.SUCCESS
 
 
 def backoff_delay(config: BackoffConfig, retry_index: int, rng: random.Random) -> float:
@@ -74,11 +77,12 @@ class _Request:
     started: float = 0.0
     serial: int = 0
     attempts: list[Attempt] = field(default_factory=list)
-    spent_credentials: set[str] = field(default_factory=set)
+    spent_credentials: frozenset[str] = frozenset()  # (a set would be built for every request)
     last: Failure | None = None
     last_model: str | None = None  # the model last sent a request, for Failover events
     held: int | None = None  # attempts from here on are not told yet: a waiting round that has sent nothing
     looks: int = 0  # rounds folded into the latest wait
+    listening: bool = False  # someone listens: read once, when the request starts, so it is told all or nothing
 
     def add(self, attempt: Attempt) -> None:
         """The one place an attempt is recorded: the routing record and the event stream alike."""
@@ -86,7 +90,7 @@ class _Request:
         if self.held is not None:
             if attempt.sent:
                 self.flush()
-        elif self.emit.listening:
+        elif self.listening:
             self.emit(AttemptEnded(self.route, attempt, self.clock(), self.serial))
 
     def flush(self) -> None:
@@ -95,7 +99,7 @@ class _Request:
         if self.held is None:
             return
         start, self.held = self.held, None
-        if self.emit.listening:
+        if self.listening:
             now = self.clock()
             for attempt in self.attempts[start:]:
                 self.emit(AttemptEnded(self.route, attempt, now, self.serial))
@@ -115,15 +119,18 @@ class _Request:
     def served(self, attempt: Attempt, message: Message) -> None:
         self.flush()
         self.attempts.append(attempt)
-        if self.emit.listening:
+        if self.listening:
             self.emit(AttemptEnded(self.route, attempt, self.clock(), self.serial, message))
 
-    def ended(self, model: str | None, error: BaseException | None) -> None:
+    def ended(
+        self, model: str | None, error: BaseException | None, attempts: tuple[Attempt, ...] | None = None
+    ) -> None:
+        """`attempts`: the served message's (its routing record may hold the last one); else this list's."""
         self.flush()
-        if self.emit.listening:
+        if self.listening:
             now = self.clock()
-            self.emit(RequestEnded(self.route, model, tuple(self.attempts), type(error).__name__ if error else None,
-                                   now - self.started, now, self.serial))
+            self.emit(RequestEnded(self.route, model, tuple(self.attempts) if attempts is None else attempts,
+                                   type(error).__name__ if error else None, now - self.started, now, self.serial))
 
 
 def _callable(info: Reply) -> bool:
@@ -151,16 +158,29 @@ def plan(
     When every model failed, `exhausted` decides: raise AllModelsFailed, wait for a model to be callable
     again (then go down the chain once more), or keep the request with `keeper` and raise Queued.
     """
+    listening = emit.listening
     req = _Request(route, chain, params, clock, rng, deadline, stream, emit, clock(), next(_serials))
-    if emit.listening:
+    req.listening = listening  # (set after: a keyword argument costs the dataclass's __init__ more)
+    if listening:
         emit(RequestStarted(route, stream is not None, req.started, req.serial))
     try:
         waited_until = req.started + exhausted.wait_max if exhausted.mode == "wait" else None
         rounds = 0
         while True:
-            served = yield from _down_the_chain(req)
+            served = None
+            for index, target in enumerate(chain):  # one pass down the chain
+                if req.spent_credentials or stream is not None:
+                    skipped = _passed_over(req, target)
+                    if skipped is not None:
+                        req.add(Attempt(target.alias, skipped))
+                        continue
+                served = yield from _try_model(req, index, target)
+                if served is not None:
+                    break
             if served is not None:
-                req.ended(served.routing.model, None)
+                if listening:
+                    routing = served.routing
+                    req.ended(routing.model, None, routing.attempts)
                 return served
             if stream is not None and stream.emitted:
                 reason = "no model left to resume on"
@@ -179,19 +199,6 @@ def plan(
     except BaseException as exc:  # a cancelled or abandoned request ends too (error "CancelledError", "GeneratorExit")
         req.ended(None, exc)
         raise
-
-
-def _down_the_chain(req: _Request) -> Generator[Command, Reply, RoutedMessage | None]:
-    """One pass down the chain: the message of the first model that served, else None."""
-    for index, target in enumerate(req.chain):
-        skipped = _passed_over(req, target)
-        if skipped is not None:
-            req.add(Attempt(target.alias, skipped))
-            continue
-        served = yield from _try_model(req, index, target)
-        if served is not None:
-            return served
-    return None
 
 
 def _wait(req: _Request, until: float, rounds: int) -> Generator[Command, Reply, bool]:
@@ -269,21 +276,32 @@ def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, 
         if remaining <= 0:
             req.add(Attempt(alias, Kind.DEADLINE))
             return None
-        admission = yield Admit(alias, started, remaining)
-        if admission is Admission.OPEN or admission is Admission.COOLING:
-            req.add(Attempt(alias, Kind.BREAKER_OPEN if admission is Admission.OPEN else Kind.COOLING_DOWN))
-            return None
-        probe = admission if isinstance(admission, Lease) else None
-        shared = req.deadline is not None and (yield from req.others_can_serve(index, started))
-        note = _begin(req, target, probe, started)
-        call = _call(req, target, remaining, probe, started, shared)
-        reply = yield call  # if the caller cancels here, the driver hands the probe lease back
+        quiet = req.deadline is None and req.stream is None and not req.listening
+        if quiet:  # nothing to decide between admission and call: one command, called only if admitted
+            # (all positional: a keyword argument makes a dataclass's __init__ cost half as much again)
+            reply: Reply = yield Call(target, req.params, remaining, None, None, None, "timeout.total", started)
+        else:
+            reply = yield Admit(alias, started, remaining)
+        probe: Lease | None = None
+        note: str | None = None
+        if isinstance(reply, (Admission, Lease)):  # the store's answer: not called (yet)
+            if reply is _OPEN or reply is _COOLING:
+                req.add(Attempt(alias, Kind.BREAKER_OPEN if reply is _OPEN else Kind.COOLING_DOWN))
+                return None
+            probe = reply if isinstance(reply, Lease) else None
+            shared = req.deadline is not None and (yield from req.others_can_serve(index, started))
+            if quiet:  # _begin() would only note the model
+                req.last_model = alias
+            else:
+                note = _begin(req, target, probe, started)
+            reply = yield _call(req, target, remaining, probe, started, shared)  # a cancelled caller: the
+            # driver hands the probe lease back
+        else:
+            req.last_model = alias  # called as admitted
         ended = req.clock()
         if isinstance(reply, Message):
             yield Succeeded(alias, ended, probe)
-            req.served(Attempt(alias, Kind.SUCCESS, 200, None, getattr(reply, "_request_id", None),
-                               ended - started, probe is not None, _takeover(req, note)), reply)
-            return attach_routing(reply, Routing(alias, req.route, tuple(req.attempts)))
+            return _served(req, alias, reply, ended - started, probe is not None, note)
         assert isinstance(reply, (Failure, Salvaged)), reply
         failure = reply.failure if isinstance(reply, Salvaged) else reply
         opened = yield from _record(req, target, failure, probe, started, ended, isinstance(reply, Salvaged))
@@ -299,12 +317,25 @@ def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, 
     return None
 
 
+def _served(req: _Request, alias: str, reply: Message, duration: float, probe: bool, note: str | None) -> RoutedMessage:
+    """The message that served, with its routing record: built now if someone listens for the attempt's
+    event, else when the caller first reads `.routing` (most never do)."""
+    values = reply.__dict__  # the SDK sets _request_id there; getattr() would raise inside pydantic when absent
+    request_id = values["_request_id"] if "_request_id" in values else getattr(reply, "_request_id", None)
+    detail = note if req.stream is None else _takeover(req, note)
+    last = (alias, _SUCCESS, 200, None, request_id, duration, probe, detail)
+    if req.listening:
+        req.served(Attempt(*last), reply)
+        return attach_routing(reply, Routing(alias, req.route, tuple(req.attempts)))
+    return attach_routing(reply, DeferredRouting(alias, req.route, tuple(req.attempts), last))
+
+
 def _begin(req: _Request, target: Target, probe: Lease | None, now: float) -> str | None:
     """An attempt starts: events, and the stitcher's note when it resumes a stream."""
     alias = target.alias
     note = req.stream.begin(target.config) if req.stream is not None else None
     req.flush()
-    if req.emit.listening:
+    if req.listening:
         if req.last_model is not None and req.last_model != alias and req.last is not None:
             req.emit(Failover(req.route, req.last_model, alias, req.last.kind, now, req.serial))
         req.emit(AttemptStarted(req.route, alias, probe is not None, now, req.serial))
@@ -317,15 +348,19 @@ def _begin(req: _Request, target: Target, probe: Lease | None, now: float) -> st
 
 def _call(req: _Request, target: Target, remaining: float, probe: Lease | None, now: float, shared: bool) -> Call:
     """The budget of one attempt (`shared`: another model could still serve): see the module docstring."""
+    if req.deadline is None:  # no timeout= to share: the model's own budget
+        if req.stream is None:
+            return Call(target, req.params, remaining, probe)
+        share: float | None = None
+        timeout, limit = remaining, "timeout.total"
+    else:
+        share = (req.deadline - now) / 2 if shared else None
+        timeout, limit = remaining, "the request's timeout="
+        if req.stream is None:
+            if share is not None and share < timeout:
+                timeout, limit = share, "half of what was left of timeout=, since another model could still serve"
+            return Call(target, req.params, timeout, probe, limit=limit)
     t = target.config.timeout
-    timeout, limit = remaining, "the request's timeout=" if req.deadline is not None else "timeout.total"
-    share: float | None = None
-    if shared and req.deadline is not None:
-        share = (req.deadline - now) / 2
-    if req.stream is None:
-        if share is not None and share < timeout:
-            timeout, limit = share, "half of what was left of timeout=, since another model could still serve"
-        return Call(target, req.params, timeout, probe, limit=limit)
     first_token = t.first_token if share is None else min(t.first_token, share)
     request = req.stream.request(req.params, target.config)  # a resumed stream asks to continue the answer
     return Call(target, request, timeout, probe, min(t.first_byte, first_token), first_token, limit)
@@ -363,7 +398,7 @@ def _record(
     if failure.kind is Kind.RATE_LIMITED and failure.retry_after is not None:
         yield CoolDown(alias, ended + min(failure.retry_after, retry.max_retry_after))
     elif failure.spends_key:
-        req.spent_credentials.add(target.credentials)
+        req.spent_credentials |= {target.credentials}
     return opened
 
 

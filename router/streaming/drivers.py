@@ -11,9 +11,10 @@ from collections.abc import AsyncGenerator, Generator
 from anthropic.types import RawMessageStreamEvent
 
 from .. import drivers
+from ..breaker import Admission
 from ..budget import CURRENT, Budget, restore
 from ..clock import Clock
-from ..commands import Call, Plan, Reply, Sleep, StoreLike
+from ..commands import Admit, Call, Plan, Reply, Sleep, StoreLike
 from .stitcher import Salvaged, Stitcher
 
 
@@ -32,6 +33,11 @@ def events(
             if not isinstance(command, Call):
                 reply = drivers.store_op(command, store)
                 continue
+            if command.admit_at is not None:  # (the plan admits streams with Admit; carried out all the same)
+                admission = drivers.store_op(Admit(command.target.alias, command.admit_at, command.timeout), store)
+                if admission is not Admission.PERMIT:
+                    reply = admission
+                    continue
             pending = command
             provider = pending.target.provider
             budget = drivers.budget_for(pending, clock)
@@ -73,6 +79,12 @@ async def aevents(
             if not isinstance(command, Call):
                 reply = await drivers.astore_op(command, store)
                 continue
+            if command.admit_at is not None:
+                admit = Admit(command.target.alias, command.admit_at, command.timeout)
+                admission = await drivers.astore_op(admit, store)
+                if admission is not Admission.PERMIT:
+                    reply = admission
+                    continue
             pending = command
             provider = pending.target.provider
             budget = drivers.budget_for(pending, clock)
