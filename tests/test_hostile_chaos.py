@@ -471,6 +471,11 @@ def check(res: Result, config: Config, after_content: bool = False) -> list[str]
     return p
 
 
+#: A timed-out attempt at a response planned to succeed at once that ran this long was starved by the loaded
+#: machine, not cut early by the router (a wrong judgment of the content would not be a timeout, or be quick).
+SLOW_CUT = 0.2
+
+
 def unreliable(res: Result) -> dict[str, str]:
     """Models whose attempts cannot be paired with planned responses in this request, and why: the server
     read a request an earlier one had given up on (it took one of this request's planned responses), or
@@ -483,6 +488,11 @@ def unreliable(res: Result) -> dict[str, str]:
             surplus = atts[res.counts[a]:]
             if surplus and all(x.error_type == "timeout" and x.request_id is None for x in surplus):
                 why.setdefault(a, f"{len(surplus)} timed-out attempt(s) never reached the server in time")
+            steps = res.req.steps.get(a, ())
+            slow = [x for i, x in enumerate(atts) if i < len(steps) and steps[i].expect is Kind.SUCCESS
+                    and x.error_type == "timeout" and x.duration_s >= SLOW_CUT]
+            if slow:  # the answer was planned to come at once, but nothing came for a long while: the machine
+                why.setdefault(a, f"{len(slow)} attempt(s) cut by a limit after {SLOW_CUT}s of nothing arriving")
     return why
 
 
