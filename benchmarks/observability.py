@@ -168,13 +168,14 @@ def listening_reads(message: anthropic.types.Message) -> tuple[float, float]:
     """(Funnel.listening reads per healthy request, ns per read with nothing listening): what the disabled path
     pays for noticing that nobody listens (benchmark-only: the property is wrapped to count, then restored)."""
     c = _Contender(BARE, message, False)
-    original = Funnel.listening
+    original: property = Funnel.__dict__["listening"]
     reads = 0
 
     def counting(self: Funnel) -> bool:
         nonlocal reads
         reads += 1
-        return bool(original.fget(self))  # type: ignore[misc]
+        assert original.fget is not None
+        return bool(original.fget(self))
 
     Funnel.listening = property(counting)  # type: ignore[method-assign,assignment]
     try:
@@ -182,7 +183,7 @@ def listening_reads(message: anthropic.types.Message) -> tuple[float, float]:
         for _ in range(100):
             c.call()
     finally:
-        Funnel.listening = original  # type: ignore[method-assign]
+        Funnel.listening = original  # type: ignore[method-assign,assignment]
         c.close()
     funnel = Funnel(time.monotonic)
     n = 200_000
@@ -208,8 +209,9 @@ def sdk_floor(n: int) -> float:
     tracer = provider.get_tracer("floor")
     meter = MeterProvider(metric_readers=[InMemoryMetricReader()]).get_meter("floor")
     histograms = [meter.create_histogram(f"h{i}") for i in range(4)]
-    genai = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic", "gen_ai.request.model": "m",
-             "router.route": "default", "router.model_alias": "primary", "router.probe": False}
+    genai: dict[str, Any] = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "anthropic",
+                             "gen_ai.request.model": "m", "router.route": "default", "router.model_alias": "primary",
+                             "router.probe": False}
     cpu = time.thread_time
     t0 = cpu()
     for _ in range(n):

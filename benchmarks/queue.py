@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 if not __package__:  # run as a script: make the `benchmarks` package importable
@@ -126,7 +126,7 @@ def bench_store(url: str, store: str, enqueues: int, drains: tuple[int, ...]) ->
 def bench_healthy(url: str, store: str, calls: int) -> list[list[str]]:
     r = make_router(url, store)
     try:
-        loops = {
+        loops: dict[str, Callable[[], object]] = {
             "complete(), route on_exhausted: raise": lambda: r.complete(route="plain", messages=USER,
                                                                          max_tokens=MAX_TOKENS),
             "complete(), route on_exhausted: queue": lambda: r.complete(messages=USER, max_tokens=MAX_TOKENS),
