@@ -185,3 +185,14 @@ def test_close_stops_the_server_and_the_listener(make_router) -> None:
         scrape(port)
     assert list(registry.collect()) == []
     instrument(r, otel=False, prometheus_registry=registry).close()  # registering again works: it was unregistered
+
+
+def test_without_the_extra_the_error_says_what_to_install(make_router: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from router.observe import instrument
+
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if it were not installed
+    r = make_router()
+    with pytest.raises(ImportError, match=r"pip install 'failover-router\[prometheus\]'"):
+        instrument(r, otel=False, prometheus_port=0)

@@ -79,7 +79,11 @@ def instrument(
 
 def _prometheus(done: Instrumentation, router: Any, registry: Any, port: int | None, addr: str,
                 queue_counts: QueueCounts | None) -> None:
-    import prometheus_client
+    try:
+        import prometheus_client
+    except ImportError:
+        raise ImportError("Prometheus metrics need prometheus-client: pip install 'failover-router[prometheus]'"
+                          ) from None
 
     from .prometheus import PrometheusCollector
 
