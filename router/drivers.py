@@ -2,7 +2,8 @@
 
 Each driver sends the plan the answer to its last command and carries out the next: a call on the
 model's provider (inside the attempt's Budget), a sleep on the injected clock, or a breaker-store
-operation (awaited when the store is async). The stream drivers in `streaming.py` use the same helpers.
+operation (awaited when the store is async). `serve()` / `aserve()` make a quiet request's first call
+(`router.start`) before starting its plan. The stream drivers in `streaming/` use the same helpers.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NoReturn
 
+from anthropic.types import Message
+
 from .breaker import Admission
 from .budget import CURRENT, LIMIT_NAMES, Budget
 from .clock import Clock
-from .commands import Call, Peek, Plan, Release, Reply, Sleep, StoreLike, StoreOp
+from .commands import Admit, Call, Peek, Plan, Release, Reply, Sleep, StoreLike, StoreOp
 from .outcome import Failure
-from .routing import RoutedMessage
+from .routing import RoutedMessage, served_deferred
+from .start import Start
 
 _PERMIT = Admission.PERMIT  # bound once: reading an enum member off its class costs ~0.15 µs on Python 3.11
 
@@ -77,8 +81,90 @@ def release_pending(pending: Call | None, store: StoreLike) -> Release | None:
     return Release(pending.target.alias, pending.probe)
 
 
-# run() and arun() carry out every request: astore_op's, budget_for's and release_pending's steps are spelled
-# out in them (the same steps), since each Python call between two SDK calls costs more than its lines suggest.
+def attempt(call: Call, clock: Clock) -> Reply:
+    """Make `call` on its model's provider inside the attempt's Budget: the message, or the classified failure."""
+    provider = call.target.provider
+    budget = Budget(call.timeout, call.first_byte, call.first_token, clock.now)
+    token = CURRENT.set(budget)
+    try:
+        return provider.call(call.params, call.timeout)
+    except Exception as exc:
+        return with_wire_facts(provider.classify(exc), budget, call)
+    finally:
+        CURRENT.reset(token)
+
+
+async def aattempt(call: Call, clock: Clock) -> Reply:
+    """`attempt()`, awaiting the provider."""
+    provider = call.target.provider
+    budget = Budget(call.timeout, call.first_byte, call.first_token, clock.now)
+    token = CURRENT.set(budget)
+    try:
+        return await provider.acall(call.params, call.timeout)
+    except Exception as exc:
+        return with_wire_facts(provider.classify(exc), budget, call)
+    finally:
+        CURRENT.reset(token)
+
+
+def serve(start: Start, store: StoreLike, clock: Clock) -> RoutedMessage:
+    """Carry out one request with blocking I/O: its quiet first call here (`router.start`), then its plan
+    unless that call served. (Admit's and Succeeded's run() and attempt() are spelled out: this is every
+    healthy request, and each Python call between two SDK calls costs several times what it does in a loop.)"""
+    target = start.first
+    if target is None:
+        return run(start.plan(), store, clock)
+    alias, at, timeout = target.alias, start.at, target.config.timeout.total
+    answer: Any = store.admit(alias, at, timeout)
+    if answer is not _PERMIT:
+        if hasattr(answer, "__await__"):
+            _refuse(answer, store)
+        return run(start.plan((at, answer)), store, clock)
+    provider = target.provider
+    budget = Budget(timeout, None, None, clock.now)
+    token = CURRENT.set(budget)
+    try:
+        reply: Reply = provider.call(start.args[2], timeout)
+    except Exception as exc:
+        reply = with_wire_facts(provider.classify(exc), budget, start.call())
+    finally:
+        CURRENT.reset(token)
+    if not isinstance(reply, Message):
+        return run(start.plan((at, reply)), store, clock)
+    ended = clock.now()
+    done = store.record_success(alias, ended, probe=None)
+    if done is not None and hasattr(done, "__await__"):
+        _refuse(done, store)
+    return served_deferred(reply, start.args[0], alias, (), ended - at)
+
+
+async def aserve(start: Start, store: StoreLike, clock: Clock) -> RoutedMessage:
+    """`serve()` with asyncio: an async store's operations are awaited (Admit's and Succeeded's arun())."""
+    target = start.first
+    if target is None:
+        return await arun(start.plan(), store, clock)
+    alias, at, timeout = target.alias, start.at, target.config.timeout.total
+    answer: Any = (getattr(store, "aadmit", None) or store.admit)(alias, at, timeout)
+    if hasattr(answer, "__await__"):
+        answer = await answer
+    if answer is not _PERMIT:
+        return await arun(start.plan((at, answer)), store, clock)
+    provider = target.provider
+    budget = Budget(timeout, None, None, clock.now)
+    token = CURRENT.set(budget)
+    try:
+        reply: Reply = await provider.acall(start.args[2], timeout)
+    except Exception as exc:
+        reply = with_wire_facts(provider.classify(exc), budget, start.call())
+    finally:
+        CURRENT.reset(token)
+    if not isinstance(reply, Message):
+        return await arun(start.plan((at, reply)), store, clock)
+    ended = clock.now()
+    done = (getattr(store, "arecord_success", None) or store.record_success)(alias, ended, probe=None)
+    if done is not None and hasattr(done, "__await__"):
+        await done
+    return served_deferred(reply, start.args[0], alias, (), ended - at)
 
 
 def run(steps: Plan, store: StoreLike, clock: Clock) -> RoutedMessage:
@@ -89,32 +175,18 @@ def run(steps: Plan, store: StoreLike, clock: Clock) -> RoutedMessage:
         while True:
             command = steps.send(reply)
             if isinstance(command, Call):
-                if command.admit_at is not None:  # Admit first, as Admit.run() would; call only if permitted
-                    admission: Any = store.admit(command.target.alias, command.admit_at, command.timeout)
-                    if admission is not _PERMIT:
-                        if hasattr(admission, "__await__"):
-                            _refuse(admission, store)
-                        reply = admission
+                if command.admit_at is not None:  # admit first; call only if permitted
+                    reply = store_op(Admit(command.target.alias, command.admit_at, command.timeout), store)
+                    if reply is not _PERMIT:
                         continue
                 pending = command
-                provider = command.target.provider
-                budget = Budget(command.timeout, command.first_byte, command.first_token, clock.now)
-                token = CURRENT.set(budget)
-                try:
-                    reply = provider.call(command.params, command.timeout)
-                except Exception as exc:
-                    reply = with_wire_facts(provider.classify(exc), budget, command)
-                finally:
-                    CURRENT.reset(token)
+                reply = attempt(command, clock)
                 pending = None
             elif isinstance(command, Sleep):
                 clock.sleep(command.seconds)
                 reply = None
             else:
-                done: Any = command.run(store)
-                if hasattr(done, "__await__"):
-                    _refuse(done, store)
-                reply = done
+                reply = store_op(command, store)
     except StopIteration as stop:
         result: RoutedMessage = stop.value
         return result
@@ -132,34 +204,18 @@ async def arun(steps: Plan, store: StoreLike, clock: Clock) -> RoutedMessage:
         while True:
             command = steps.send(reply)
             if isinstance(command, Call):
-                if command.admit_at is not None:  # Admit first, as Admit.arun() would; call only if permitted
-                    method = getattr(store, "aadmit", None) or store.admit
-                    admission = method(command.target.alias, command.admit_at, command.timeout)
-                    if hasattr(admission, "__await__"):
-                        admission = await admission
-                    if admission is not _PERMIT:
-                        reply = admission
+                if command.admit_at is not None:  # admit first; call only if permitted
+                    reply = await astore_op(Admit(command.target.alias, command.admit_at, command.timeout), store)
+                    if reply is not _PERMIT:
                         continue
                 pending = command
-                provider = command.target.provider
-                budget = Budget(command.timeout, command.first_byte, command.first_token, clock.now)
-                token = CURRENT.set(budget)
-                try:
-                    reply = await provider.acall(command.params, command.timeout)
-                except Exception as exc:
-                    reply = with_wire_facts(provider.classify(exc), budget, command)
-                finally:
-                    CURRENT.reset(token)
+                reply = await aattempt(command, clock)
                 pending = None
             elif isinstance(command, Sleep):
                 await clock.asleep(command.seconds)
                 reply = None
             else:
-                try:
-                    answer: Any = command.arun(store)
-                    reply = (await answer) if hasattr(answer, "__await__") else answer
-                except KeyError as error:
-                    reply = _gone(command, error)
+                reply = await astore_op(command, store)
     except StopIteration as stop:
         result: RoutedMessage = stop.value
         return result

@@ -41,10 +41,11 @@ from .errors import AllModelsFailed, Queued, StreamInterrupted
 from .events import AttemptEnded, AttemptStarted, Failover, Funnel, RequestEnded, RequestStarted, StreamResumed
 from .outcome import Failure, Kind
 from .policy import BackoffConfig, Exhausted
-from .routing import Attempt, DeferredRouting, RoutedMessage, Routing, attach_routing
+from .routing import Attempt, RoutedMessage, Routing, attach_routing, request_id_of, served_deferred
 from .streaming.stitcher import Salvaged, Stitcher, resume_method
 
 Steps = Generator[Command, Reply, None]
+Made = tuple[float, Reply]  # a quiet first call the driver made before the plan started: when, and its reply
 RAISE = Exhausted()
 _serials = itertools.count(1)
 #: A waiting request looks again this often while another request holds the half-open probe.
@@ -150,6 +151,7 @@ def plan(
     stream: Stitcher | None = None,
     exhausted: Exhausted = RAISE,
     keeper: Keeper | None = None,
+    made: Made | None = None,
 ) -> Plan:
     """Serve one request from the first model of `chain` that can answer.
 
@@ -157,9 +159,13 @@ def plan(
     content are passed over, and an interruption that cannot be resumed raises StreamInterrupted.
     When every model failed, `exhausted` decides: raise AllModelsFailed, wait for a model to be callable
     again (then go down the chain once more), or keep the request with `keeper` and raise Queued.
+
+    `made`: the driver already made this quiet request's first call (`router.start`): the time it was admitted
+    at and its reply. The plan goes on as if it had yielded that call (`quiet_call`) itself.
     """
-    listening = emit.listening
-    req = _Request(route, chain, params, clock, rng, deadline, stream, emit, clock(), next(_serials))
+    listening = emit.listening if made is None else False  # a quiet request stays quiet: told all or nothing
+    started = clock() if made is None else made[0]
+    req = _Request(route, chain, params, clock, rng, deadline, stream, emit, started, next(_serials))
     req.listening = listening  # (set after: a keyword argument costs the dataclass's __init__ more)
     if listening:
         emit(RequestStarted(route, stream is not None, req.started, req.serial))
@@ -174,7 +180,8 @@ def plan(
                     if skipped is not None:
                         req.add(Attempt(target.alias, skipped))
                         continue
-                served = yield from _try_model(req, index, target)
+                served = yield from _try_model(req, index, target, made)
+                made = None
                 if served is not None:
                     break
             if served is not None:
@@ -262,10 +269,13 @@ def _passed_over(req: _Request, target: Target) -> Kind | None:
     return None
 
 
-def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, Reply, RoutedMessage | None]:
-    """Up to `retry.attempts` tries of one model; the message if one served, None to move on."""
+def _try_model(
+    req: _Request, index: int, target: Target, made: Made | None = None,
+) -> Generator[Command, Reply, RoutedMessage | None]:
+    """Up to `retry.attempts` tries of one model; the message if one served, None to move on. `made`: the
+    first try's quiet call, already made, and its reply."""
     alias, config = target.alias, target.config
-    started = req.clock()
+    started = req.clock() if made is None else req.started
     model_deadline = started + config.timeout.total
     if req.deadline is not None and req.deadline < model_deadline:
         model_deadline = req.deadline
@@ -277,9 +287,11 @@ def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, 
             req.add(Attempt(alias, Kind.DEADLINE))
             return None
         quiet = req.deadline is None and req.stream is None and not req.listening
-        if quiet:  # nothing to decide between admission and call: one command, called only if admitted
-            # (all positional: a keyword argument makes a dataclass's __init__ cost half as much again)
-            reply: Reply = yield Call(target, req.params, remaining, None, None, None, "timeout.total", started)
+        if made is not None:  # the driver made this first attempt's quiet call before the plan started
+            reply: Reply = made[1]
+            made = None
+        elif quiet:
+            reply = yield quiet_call(target, req.params, remaining, started)
         else:
             reply = yield Admit(alias, started, remaining)
         probe: Lease | None = None
@@ -320,14 +332,18 @@ def _try_model(req: _Request, index: int, target: Target) -> Generator[Command, 
 def _served(req: _Request, alias: str, reply: Message, duration: float, probe: bool, note: str | None) -> RoutedMessage:
     """The message that served, with its routing record: built now if someone listens for the attempt's
     event, else when the caller first reads `.routing` (most never do)."""
-    values = reply.__dict__  # the SDK sets _request_id there; getattr() would raise inside pydantic when absent
-    request_id = values["_request_id"] if "_request_id" in values else getattr(reply, "_request_id", None)
     detail = note if req.stream is None else _takeover(req, note)
-    last = (alias, _SUCCESS, 200, None, request_id, duration, probe, detail)
-    if req.listening:
-        req.served(Attempt(*last), reply)
-        return attach_routing(reply, Routing(alias, req.route, tuple(req.attempts)))
-    return attach_routing(reply, DeferredRouting(alias, req.route, tuple(req.attempts), last))
+    if not req.listening:
+        return served_deferred(reply, req.route, alias, tuple(req.attempts), duration, probe, detail)
+    req.served(Attempt(alias, _SUCCESS, 200, None, request_id_of(reply), duration, probe, detail), reply)
+    return attach_routing(reply, Routing(alias, req.route, tuple(req.attempts)))
+
+
+def quiet_call(target: Target, params: Mapping[str, Any], timeout: float, now: float) -> Call:
+    """A quiet attempt's one command (no timeout=, not a stream, nobody listening): nothing is decided
+    between its admission and its call, so the driver admits it and calls only if permitted."""
+    # (all positional: a keyword argument makes a dataclass's __init__ cost half as much again)
+    return Call(target, params, timeout, None, None, None, "timeout.total", now)
 
 
 def _begin(req: _Request, target: Target, probe: Lease | None, now: float) -> str | None:

@@ -21,6 +21,7 @@ from .queue.api import QueueMethods, override
 from .queue.store import QueueStore
 from .reloading import LivePolicy, ProviderFactory, Snapshot
 from .routing import RoutedMessage, refuse_reserved
+from .start import Start
 from .streaming.routed import AsyncRoutedStream, RoutedStream
 from .streaming.stitcher import Stitcher
 
@@ -143,15 +144,15 @@ class Router(QueueMethods):
         """Like `anthropic.Anthropic().messages.create(...)`, served by the first model of `route` that can.
 
         `on_exhausted` ("raise", "wait" or "queue") overrides the route's `on_exhausted` for this call."""
-        return drivers.run(self._plan(route, timeout, params, None, on_exhausted), self._store, self._clock)
+        return drivers.serve(self._start(route, timeout, params, None, on_exhausted), self._store, self._clock)
 
     async def acomplete(
         self, *, route: str = "default", timeout: float | None = None, on_exhausted: str | None = None,
         **params: Any,
     ) -> RoutedMessage:
         """Like `await anthropic.AsyncAnthropic().messages.create(...)`, with failover."""
-        steps = self._plan(route, timeout, params, None, on_exhausted)
-        return await drivers.arun(steps, self._store, self._clock)
+        start = self._start(route, timeout, params, None, on_exhausted)
+        return await drivers.aserve(start, self._store, self._clock)
 
     def stream(
         self, *, route: str = "default", timeout: float | None = None, on_interrupt: str | None = None,
@@ -182,6 +183,10 @@ class Router(QueueMethods):
 
     def _plan(self, route: str, timeout: float | None, params: Mapping[str, Any], stream: Stitcher | None = None,
               on_exhausted: str | None = None) -> Plan:
+        return self._start(route, timeout, params, stream, on_exhausted).plan()
+
+    def _start(self, route: str, timeout: float | None, params: Mapping[str, Any], stream: Stitcher | None = None,
+               on_exhausted: str | None = None) -> Start:
         if "model" in params or "stream" in params:
             refuse_reserved(params)
         snapshot = self._live.current()
@@ -194,7 +199,7 @@ class Router(QueueMethods):
             exhausted = override(exhausted, on_exhausted, self._keeper is not None)
         now = self._clock.now
         deadline = now() + timeout if timeout is not None else None
-        return plan.plan(route, chain, params, now, self._rng, self._events, deadline, stream, exhausted, self._keeper)
+        return Start((route, chain, params, now, self._rng, self._events, deadline, stream, exhausted, self._keeper))
 
     def _serve_batched(self, route: str, params: Mapping[str, Any]) -> RoutedMessage:
         return self.complete(route=route, on_exhausted="raise", **params)

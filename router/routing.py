@@ -31,6 +31,7 @@ class Attempt:
         return self.outcome not in _NOT_SENT
 
 
+_SUCCESS = Kind.SUCCESS  # (bound once: an enum member read off its class is slow on Python 3.11)
 _NOT_SENT = frozenset(
     {Kind.BREAKER_OPEN, Kind.COOLING_DOWN, Kind.SAME_CREDENTIALS, Kind.DEADLINE, Kind.CANNOT_RESUME, Kind.WAITED}
 )
@@ -94,6 +95,27 @@ _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 def attach_routing(message: Message, routing: Routing | DeferredRouting) -> RoutedMessage:
     """Turn the SDK's message into a RoutedMessage in place: O(1), no copy, no re-validation."""
     object.__setattr__(message, "__class__", RoutedMessage)  # skips pydantic's __setattr__
+    private = message.__pydantic_private__
+    _set_private(message, {"routing": routing} if private is None else {**private, "routing": routing})
+    return message  # type: ignore[return-value]
+
+
+def request_id_of(message: Message) -> str | None:
+    """The request id the SDK noted on `message`, if any."""
+    values = message.__dict__  # the SDK sets _request_id there; getattr() would raise inside pydantic when absent
+    return values["_request_id"] if "_request_id" in values else getattr(message, "_request_id", None)
+
+
+def served_deferred(
+    message: Message, route: str, model: str, attempts: tuple[Attempt, ...], duration: float,
+    probe: bool = False, detail: str | None = None,
+) -> RoutedMessage:
+    """`message`, served by `model` after `attempts`, with a routing record built when first read."""
+    values = message.__dict__  # (request_id_of(), inline: this is every healthy request)
+    request_id = values["_request_id"] if "_request_id" in values else getattr(message, "_request_id", None)
+    last = (model, _SUCCESS, 200, None, request_id, duration, probe, detail)
+    routing = DeferredRouting(model, route, attempts, last)
+    object.__setattr__(message, "__class__", RoutedMessage)  # attach_routing(), inline
     private = message.__pydantic_private__
     _set_private(message, {"routing": routing} if private is None else {**private, "routing": routing})
     return message  # type: ignore[return-value]

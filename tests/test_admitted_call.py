@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
+import threading
 from collections.abc import Generator
 from typing import Any
 
@@ -16,6 +17,7 @@ from router import drivers as engine
 from router.clock import SYSTEM
 from router.commands import Call, Reply, Target
 from router.policy import BreakerConfig
+from router.start import Start
 from router.streaming import drivers as stream_drivers
 from router.streaming.stitcher import Stitcher
 from router.testing import Fault
@@ -173,3 +175,85 @@ def test_a_router_on_memory_breakers_serves_through_admitted_calls(fake_server) 
             ("primary", Kind.BREAKER_OPEN), ("fallback", Kind.SUCCESS)]
     finally:
         r.close()
+
+
+class _PlanCounter:
+    """Counts the plans `router.start.Start` starts, and what each was handed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.made: list[Any] = []
+        original = Start.plan
+
+        def counted(start: Start, made: Any = None) -> Any:
+            self.made.append(made)
+            return original(start, made)
+
+        monkeypatch.setattr(Start, "plan", counted)
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["complete", "acomplete"])
+def test_a_quiet_healthy_request_never_starts_a_plan(make_router, fake_server, monkeypatch, is_async) -> None:
+    """The first call of a quiet request (no timeout=, not a stream, nobody listening) is made before its plan;
+    a message ends the request there, with the same routing record and store operations as through a plan.
+    (Streams never start quiet: test_streaming covers them through their plans.)"""
+    plans = _PlanCounter(monkeypatch)
+    store = RecordingStore()
+    r = make_router(store=store)
+
+    def call(**kwargs: Any) -> Any:
+        if is_async:
+            return asyncio.run(r.acomplete(messages=USER, max_tokens=32, **kwargs))
+        return r.complete(messages=USER, max_tokens=32, **kwargs)
+
+    quiet = call()
+    assert plans.made == [] and fake_server.count("claude-primary") == 1
+    quiet_ops = list(store.ops)
+    store.ops.clear()
+    r.add_listener(lambda event: None)  # someone listens: requests are no longer quiet, each starts its plan
+    planned = call()
+    assert plans.made == [None] and store.ops == quiet_ops == [("admit", "primary"), ("success", "primary")]
+    call(timeout=30)  # a request with timeout= is not quiet either
+    assert plans.made == [None, None]
+    assert [(a.model, a.outcome, a.status) for a in quiet.routing.attempts] == [("primary", Kind.SUCCESS, 200)]
+    assert [(a.model, a.outcome, a.status) for a in planned.routing.attempts] == [("primary", Kind.SUCCESS, 200)]
+    assert quiet.routing.attempts[0].request_id and quiet.routing.attempts[0].request_id.startswith("req_")
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["complete", "acomplete"])
+def test_a_quiet_first_call_that_fails_hands_its_reply_to_the_plan(make_router, fake_server, monkeypatch,
+                                                                  is_async) -> None:
+    """The plan goes on from the failed first call as if it had made it: the model is not called again, and
+    the record and the breaker see that one failure."""
+    plans = _PlanCounter(monkeypatch)
+    store = RecordingStore()
+    r = make_router(store=store)
+    fake_server.plan("claude-primary", [Fault.status(500)])
+    msg = asyncio.run(r.acomplete(messages=USER, max_tokens=32)) if is_async else r.complete(
+        messages=USER, max_tokens=32)
+    assert len(plans.made) == 1
+    _, reply = plans.made[0]
+    assert reply.kind is Kind.SERVER_FAILURE
+    assert fake_server.count("claude-primary") == 1 and fake_server.count("claude-fallback") == 1
+    assert [(a.model, a.outcome, a.status) for a in msg.routing.attempts] == [
+        ("primary", Kind.SERVER_FAILURE, 500), ("fallback", Kind.SUCCESS, 200)]
+    assert store.ops == [("admit", "primary"), ("failure", "primary"), ("admit", "fallback"),
+                         ("success", "fallback")]
+    assert r.breakers()["primary"].failures == 1
+
+
+def test_a_listener_added_during_a_quiet_first_call_hears_only_later_requests(make_router, fake_server) -> None:
+    """Listening is decided once per request: one that started quiet stays quiet, failover and all, so a
+    listener never sees half a request."""
+    r = make_router()
+    heard: list[Any] = []
+    fake_server.plan("claude-primary", [Fault.status(500, delay=0.05)])
+    adder = threading.Timer(0.01, r.add_listener, (heard.append,))
+    adder.start()
+    try:
+        msg = r.complete(messages=USER, max_tokens=32)
+    finally:
+        adder.join()
+    assert msg.routing.model == "fallback" and len(heard) == 0
+    r.complete(messages=USER, max_tokens=32)
+    names = [type(e).__name__ for e in heard]
+    assert names[0] == "RequestStarted" and names[-1] == "RequestEnded" and "AttemptEnded" in names
