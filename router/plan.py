@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from anthropic.types import Message
@@ -38,9 +37,10 @@ from .commands import (
     Target,
 )
 from .errors import AllModelsFailed, Queued, StreamInterrupted
-from .events import AttemptEnded, AttemptStarted, Failover, Funnel, RequestEnded, RequestStarted, StreamResumed
+from .events import AttemptStarted, Failover, Funnel, RequestStarted, StreamResumed
 from .outcome import Failure, Kind
 from .policy import BackoffConfig, Exhausted
+from .request_state import RequestState
 from .routing import Attempt, RoutedMessage, Routing, attach_routing, request_id_of, served_deferred
 from .streaming.stitcher import Salvaged, Stitcher, resume_method
 
@@ -61,83 +61,6 @@ def backoff_delay(config: BackoffConfig, retry_index: int, rng: random.Random) -
     if config.jitter:
         base *= 1.0 + rng.uniform(-config.jitter, config.jitter)
     return max(0.0, base)
-
-
-@dataclass(slots=True)
-class _Request:
-    """What one request has learnt so far (mutable: the plan's working state)."""
-
-    route: str
-    chain: Sequence[Target]
-    params: Mapping[str, Any]
-    clock: Callable[[], float]
-    rng: random.Random
-    deadline: float | None
-    stream: Stitcher | None
-    emit: Funnel
-    started: float = 0.0
-    serial: int = 0
-    attempts: list[Attempt] = field(default_factory=list)
-    spent_credentials: frozenset[str] = frozenset()  # (a set would be built for every request)
-    last: Failure | None = None
-    last_model: str | None = None  # the model last sent a request, for Failover events
-    held: int | None = None  # attempts from here on are not told yet: a waiting round that has sent nothing
-    looks: int = 0  # rounds folded into the latest wait
-    listening: bool = False  # someone listens: read once, when the request starts, so it is told all or nothing
-
-    def add(self, attempt: Attempt) -> None:
-        """The one place an attempt is recorded: the routing record and the event stream alike."""
-        self.attempts.append(attempt)
-        if self.held is not None:
-            if attempt.sent:
-                self.flush()
-        elif self.listening:
-            self.emit(AttemptEnded(self.route, attempt, self.clock(), self.serial))
-
-    def flush(self) -> None:
-        """Tell listeners about the attempts held back while waiting: the round turned out to send something
-        (or the request ends), so they stay in the record."""
-        if self.held is None:
-            return
-        start, self.held = self.held, None
-        if self.listening:
-            now = self.clock()
-            for attempt in self.attempts[start:]:
-                self.emit(AttemptEnded(self.route, attempt, now, self.serial))
-
-    def others_can_serve(self, index: int, now: float) -> Generator[Command, Reply, bool]:
-        """Could a model after chain[index] still be called now? (Reads breaker state; takes nothing.)"""
-        for target in self.chain[index + 1:]:
-            if target.credentials in self.spent_credentials:
-                continue
-            if self.stream is not None and not self.stream.can_take_over(target.config):
-                continue
-            info = yield Peek(target.alias, now)
-            if _callable(info):
-                return True
-        return False
-
-    def served(self, attempt: Attempt, message: Message) -> None:
-        self.flush()
-        self.attempts.append(attempt)
-        if self.listening:
-            self.emit(AttemptEnded(self.route, attempt, self.clock(), self.serial, message))
-
-    def ended(
-        self, model: str | None, error: BaseException | None, attempts: tuple[Attempt, ...] | None = None
-    ) -> None:
-        """`attempts`: the served message's (its routing record may hold the last one); else this list's."""
-        self.flush()
-        if self.listening:
-            now = self.clock()
-            self.emit(RequestEnded(self.route, model, tuple(self.attempts) if attempts is None else attempts,
-                                   type(error).__name__ if error else None, now - self.started, now, self.serial))
-
-
-def _callable(info: Reply) -> bool:
-    if not isinstance(info, BreakerInfo) or info.cooling_until is not None:
-        return False
-    return info.state == "closed" or (info.state == "half_open" and not info.probe_in_flight)
 
 
 def plan(
@@ -165,7 +88,7 @@ def plan(
     """
     listening = emit.listening if made is None else False  # a quiet request stays quiet: told all or nothing
     started = clock() if made is None else made[0]
-    req = _Request(route, chain, params, clock, rng, deadline, stream, emit, started, next(_serials))
+    req = RequestState(route, chain, params, clock, rng, deadline, stream, emit, started, next(_serials))
     req.listening = listening  # (set after: a keyword argument costs the dataclass's __init__ more)
     if listening:
         emit(RequestStarted(route, stream is not None, req.started, req.serial))
@@ -208,7 +131,7 @@ def plan(
         raise
 
 
-def _wait(req: _Request, until: float, rounds: int) -> Generator[Command, Reply, bool]:
+def _wait(req: RequestState, until: float, rounds: int) -> Generator[Command, Reply, bool]:
     """`on_exhausted: wait`: sleep until the soonest moment a model of the chain may be tried again, if that
     is before `until` and the request's deadline. False when no model will be callable in time.
 
@@ -261,7 +184,7 @@ def next_chance(info: BreakerInfo, now: float) -> float:
     return at
 
 
-def _passed_over(req: _Request, target: Target) -> Kind | None:
+def _passed_over(req: RequestState, target: Target) -> Kind | None:
     if target.credentials in req.spent_credentials:
         return Kind.SAME_CREDENTIALS
     if req.stream is not None and not req.stream.can_take_over(target.config):
@@ -270,7 +193,7 @@ def _passed_over(req: _Request, target: Target) -> Kind | None:
 
 
 def _try_model(
-    req: _Request, index: int, target: Target, made: Made | None = None,
+    req: RequestState, index: int, target: Target, made: Made | None = None,
 ) -> Generator[Command, Reply, RoutedMessage | None]:
     """Up to `retry.attempts` tries of one model; the message if one served, None to move on. `made`: the
     first try's quiet call, already made, and its reply."""
@@ -329,7 +252,9 @@ def _try_model(
     return None
 
 
-def _served(req: _Request, alias: str, reply: Message, duration: float, probe: bool, note: str | None) -> RoutedMessage:
+def _served(
+    req: RequestState, alias: str, reply: Message, duration: float, probe: bool, note: str | None,
+) -> RoutedMessage:
     """The message that served, with its routing record: built now if someone listens for the attempt's
     event, else when the caller first reads `.routing` (most never do)."""
     detail = note if req.stream is None else _takeover(req, note)
@@ -346,7 +271,7 @@ def quiet_call(target: Target, params: Mapping[str, Any], timeout: float, now: f
     return Call(target, params, timeout, None, None, None, "timeout.total", now)
 
 
-def _begin(req: _Request, target: Target, probe: Lease | None, now: float) -> str | None:
+def _begin(req: RequestState, target: Target, probe: Lease | None, now: float) -> str | None:
     """An attempt starts: events, and the stitcher's note when it resumes a stream."""
     alias = target.alias
     note = req.stream.begin(target.config) if req.stream is not None else None
@@ -362,7 +287,7 @@ def _begin(req: _Request, target: Target, probe: Lease | None, now: float) -> st
     return note
 
 
-def _call(req: _Request, target: Target, remaining: float, probe: Lease | None, now: float, shared: bool) -> Call:
+def _call(req: RequestState, target: Target, remaining: float, probe: Lease | None, now: float, shared: bool) -> Call:
     """The budget of one attempt (`shared`: another model could still serve): see the module docstring."""
     if req.deadline is None:  # no timeout= to share: the model's own budget
         if req.stream is None:
@@ -383,7 +308,7 @@ def _call(req: _Request, target: Target, remaining: float, probe: Lease | None, 
 
 
 def _record(
-    req: _Request, target: Target, failure: Failure, probe: Lease | None, started: float, ended: float,
+    req: RequestState, target: Target, failure: Failure, probe: Lease | None, started: float, ended: float,
     salvaged: bool = False,
 ) -> Generator[Command, Reply, bool]:
     """Tell the breaker and the attempt list about a failure; raise what must reach the caller now
@@ -419,7 +344,7 @@ def _record(
 
 
 def _retry_delay(
-    req: _Request, index: int, target: Target, failure: Failure, n: int, opened: bool, probe: Lease | None
+    req: RequestState, index: int, target: Target, failure: Failure, n: int, opened: bool, probe: Lease | None
 ) -> Generator[Command, Reply, float | None]:
     """Seconds to wait before trying the same model again, or None to move on to the next model."""
     retry = target.config.retry
@@ -438,7 +363,7 @@ def _retry_delay(
     return delay
 
 
-def _takeover(req: _Request, detail: str | None) -> str | None:
+def _takeover(req: RequestState, detail: str | None) -> str | None:
     """An attempt's detail, with what the stitcher learnt about a takeover."""
     note = req.stream.takeover_note if req.stream is not None else None
     if not note:

@@ -1073,7 +1073,7 @@ def test_a_redis_password_never_shows_in_logs_reprs_or_errors(redis_factory: Cal
 
 
 def _could_serve(info: BreakerInfo) -> bool:
-    """plan._callable: what the plan reads from a peek."""
+    """request_state.callable_now: what the plan reads from a peek."""
     return info.cooling_until is None and (
         info.state == "closed" or (info.state == "half_open" and not info.probe_in_flight))
 
