@@ -42,6 +42,7 @@ from benchmarks.common import (
     warm_up,
 )
 from router import Router
+from router.commands import Call
 
 FALLBACK = "claude-fallback"
 DEAD, DEAD_LT = "claude-dead", "claude-dead-litellm"
@@ -179,12 +180,18 @@ def bench_decision(r: Router, calls: int) -> list[str]:
     """Our router's own work before the fallback's request starts, first model open: no I/O at all."""
     samples = []
     clock = time.perf_counter
+    store = r._store
     for _ in range(calls):
         t0 = clock()
-        steps = r._plan("default", None, {})
-        steps.send(None)  # runs until the plan yields the Call for the fallback
+        start = r._start("default", None, {})  # as drivers.serve() does: admit the quiet first call,
+        first = start.first
+        assert first is not None
+        answer = store.admit(first.alias, start.at, first.config.timeout.total)  # (OPEN) then start the plan
+        steps = start.plan((start.at, answer))
+        command = steps.send(None)  # runs until the plan yields the Call for the fallback
         samples.append(clock() - t0)
         steps.close()
+        assert isinstance(command, Call) and command.target.alias == "fallback", command
     return ["router decision only: dead model skipped, up to the fallback's Call (no I/O)",
             us(p50(samples)), us(pct(samples, 0.99)), "-", "-", "0"]
 
