@@ -154,7 +154,7 @@ def count(name: str, url: str, calls: int, cache: bool) -> dict[str, int]:
         if cache:
             command.append("--cache-sim=yes")
         command += [sys.executable, "-c", _HARNESS, name, url, str(WARM), str(calls)]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONHASHSEED="0")  # the same dict layouts in every process
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, cwd=ROOT, env=env)
         assert proc.stdout is not None and proc.stdin is not None
