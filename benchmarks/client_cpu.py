@@ -254,8 +254,11 @@ def run(settings: Settings, server: ServerProcess) -> list[Table]:
         "C: B's client, passing the timeout= the provider passes for a call with its whole budget left. "
         "D: AnthropicProvider.call / acall (its own clients) inside CURRENT.set(Budget(600)), as "
         "router/drivers.py calls it: its client hand-out, the budget bounding every socket read and write, and "
-        "its judging of the reply. E: Router.complete / acomplete on a one-model policy: D plus the plan, "
-        "breaker, driver and routing record.",
+        "its judging of the reply. E: Router.complete / acomplete on a one-model policy: D plus the route's "
+        "look-up, the breaker and the routing record (a quiet request: no plan is started, router/start.py).",
+        "The figure depends on the neighbours: rungs B to D run the router's transport too and keep it warm for "
+        "E. With only A, A' and E interleaved, E - A reads higher (a check on this machine: +15 to +31 µs sync, "
+        "against +10 to +13 in the full ladder).",
         f"'function calls per request': cProfile's count of Python and builtin function calls over {count} "
         "calls of each contender (after the warm-up, before the timed blocks), divided by the calls: deterministic, "
         "unlike the CPU figures.",
