@@ -48,7 +48,8 @@ def _integer(low: int, high: int) -> Check:
     return check
 
 
-def _duration(*, zero_ok: bool) -> Check:
+def _duration(*, zero_ok: bool, most: tuple[float, str] = (MAX_SECONDS, "1 day (24h)")) -> Check:
+    """A duration check; `most`: the largest value allowed, and how messages say it."""
     def check(node: Node, key: str) -> float:
         seconds = parse_duration(node.value) if isinstance(node, Scalar) else None
         if seconds is None:
@@ -58,8 +59,8 @@ def _duration(*, zero_ok: bool) -> Check:
         if seconds < 0 or (seconds == 0 and not zero_ok):
             least = "0 or more" if zero_ok else "more than 0"
             raise Problem(f"must be {least}, got {format_seconds(seconds)}", node.line, key)
-        if seconds > MAX_SECONDS:
-            raise Problem(f"must be at most 1 day (24h), got {format_seconds(seconds)}", node.line, key)
+        if seconds > most[0]:
+            raise Problem(f"must be at most {most[1]}, got {format_seconds(seconds)}", node.line, key)
         return seconds
 
     return check

@@ -1,4 +1,4 @@
-"""Durations in a policy: '500ms' / '30s' / '5m' / '1h' or plain seconds, read and written back."""
+"""Durations in a policy: '500ms' / '30s' / '5m' / '1h' / '7d' or plain seconds, read and written back."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import math
 import re
 
 MAX_SECONDS = 86_400.0
-DURATION_FORMS = "a number of seconds or a string like '500ms', '30s', '5m', '1h'"
+DURATION_FORMS = "a number of seconds or a string like '500ms', '30s', '5m', '1h', '7d'"
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)?")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, None: 1.0}
 
 
 def parse_duration(value: object) -> float | None:
