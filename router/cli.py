@@ -1,4 +1,4 @@
-"""The `failover-router` command: demo, validate, simulate, status, worker, force-open, force-close, reset."""
+"""The `failover-router` command: demo, validate, simulate, status, worker, purge, force-open, force-close, reset."""
 
 from __future__ import annotations
 
@@ -104,6 +104,16 @@ def _duration(text: str) -> float:
     return seconds
 
 
+def _long_duration(text: str) -> float:
+    """An argparse type: a duration that may be written in days (7d, 12h, 30m), 0 or more."""
+    from .policy.durations import LONG_DURATION_FORMS, parse_duration
+
+    seconds = parse_duration(text, days=True)
+    if seconds is None or seconds < 0:
+        raise argparse.ArgumentTypeError(f"expected {LONG_DURATION_FORMS}, got {text!r}")
+    return seconds
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -176,6 +186,10 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--plain", action="store_true", help="plain progress lines instead of the progress bar")
     worker.add_argument("--batch", action="store_true", help="send what is queued as Message Batches (half price, "
                         "results within hours) instead of one request at a time; also queue: {drain: batch}")
+    purge = sub.add_parser("purge", help="delete the queue's finished requests older than queue.keep (default 7d)")
+    purge.add_argument("policy", metavar="POLICY")
+    purge.add_argument("--older-than", type=_long_duration, metavar="DURATION",
+                       help="finished longer ago than this, e.g. 7d, 12h (default: the policy's queue.keep)")
     for name, what in (("force-open", "send the model no traffic, not even a probe, until force-close or reset"),
                        ("force-close", "close the model's breaker now and zero its count"),
                        ("reset", "close the breaker, zero its count and end any retry-after cooldown")):
@@ -201,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_worker(args.policy, concurrency=args.concurrency, once=args.once, grace=args.grace,
                           plain=True if args.plain else None, batch=args.batch)
+    if args.command == "purge":
+        from .queue.purge_cli import run_purge
+
+        return run_purge(args.policy, older_than=args.older_than)
     if args.command in ("force-open", "force-close", "reset"):
         from .status import operate
 

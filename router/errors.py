@@ -77,11 +77,13 @@ class Queued(RouterError):
 
 
 class UnknownTicket(RouterError, LookupError):
-    """No queued request has this ticket (never submitted, or its queue store is another one)."""
+    """No queued request has this ticket (never submitted, its queue store is another one, or it finished
+    longer than `queue.keep` ago and was purged)."""
 
     def __init__(self, ticket: str) -> None:
         self.ticket = ticket
-        super().__init__(f"no queued request with ticket {ticket!r} in this router's queue")
+        super().__init__(f"no queued request with ticket {ticket!r} in this router's queue (never submitted "
+                         "there, or it finished longer ago than queue.keep and may have been purged)")
 
 
 class NotReady(RouterError, TimeoutError):

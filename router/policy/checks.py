@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from .durations import DURATION_FORMS, MAX_SECONDS, format_seconds, parse_duration
+from .durations import DURATION_FORMS, LONG_DURATION_FORMS, MAX_SECONDS, format_seconds, parse_duration
 from .env_refs import bare_reference, env_like
 from .model import OUTCOME_CLASSES, PROVIDERS
 from .problems import Problem, suggest
@@ -48,18 +48,22 @@ def _integer(low: int, high: int) -> Check:
     return check
 
 
-def _duration(*, zero_ok: bool) -> Check:
+def _duration(*, zero_ok: bool, most: tuple[float, str] | None = None) -> Check:
+    """A duration; `most` (the largest allowed and how to say it) makes it a long one, in days too."""
+    limit, said = most or (MAX_SECONDS, "1 day (24h)")
+
     def check(node: Node, key: str) -> float:
-        seconds = parse_duration(node.value) if isinstance(node, Scalar) else None
+        seconds = parse_duration(node.value, days=most is not None) if isinstance(node, Scalar) else None
         if seconds is None:
             as_text = isinstance(node, Scalar) and isinstance(node.value, str)
             shown = f"'{node.raw}'" if as_text and isinstance(node, Scalar) else describe(node)
-            raise Problem(f"invalid duration {shown}; use {DURATION_FORMS}", node.line, key)
+            forms = DURATION_FORMS if most is None else LONG_DURATION_FORMS
+            raise Problem(f"invalid duration {shown}; use {forms}", node.line, key)
         if seconds < 0 or (seconds == 0 and not zero_ok):
             least = "0 or more" if zero_ok else "more than 0"
             raise Problem(f"must be {least}, got {format_seconds(seconds)}", node.line, key)
-        if seconds > MAX_SECONDS:
-            raise Problem(f"must be at most 1 day (24h), got {format_seconds(seconds)}", node.line, key)
+        if seconds > limit:
+            raise Problem(f"must be at most {said}, got {format_seconds(seconds)}", node.line, key)
         return seconds
 
     return check

@@ -13,6 +13,8 @@ RESUME_METHODS = ("prefill", "continue", "restart")
 ON_INTERRUPT = ("resume", "raise")
 ON_EXHAUSTED = ("raise", "wait", "queue")
 QUEUE_DRAINS = ("requests", "batch")
+DEFAULT_KEEP = 7 * 86_400.0  # queue.keep: how long finished tickets stay readable
+MAX_KEEP = 366 * 86_400.0
 STATUS_PAGE_ACTIONS = ("open", "lower_threshold", "log")
 OUTCOME_CLASSES = ("server_failure", "rate_limited", "account", "caller", "too_large")
 KNOWN_ERROR_TYPES = (
@@ -149,6 +151,7 @@ class QueueConfig:
     url: Secret | None = None  # redis: may hold a password
     stream: str = "fr:queue"  # redis: the stream key (also the prefix of the queue's other keys)
     ttl: float = 86400.0  # a request not served within this ends as expired
+    keep: float = DEFAULT_KEEP  # a finished request stays readable (result()) this long, then is purged
     lease: float = 60.0  # a worker's claim on a request; a dead worker's requests are claimed again after it
     concurrency: int = 8  # requests one worker drains at once
     attempts: int = 5  # drain rounds before a request ends as failed (each round: the route's whole chain)

@@ -26,6 +26,7 @@ from .checks import (
 )
 from .env_refs import bare_reference, env_like
 from .model import (
+    MAX_KEEP,
     ON_EXHAUSTED,
     ON_INTERRUPT,
     QUEUE_DRAINS,
@@ -272,6 +273,7 @@ _QUEUE = Section({
     "sqlite": _QUEUE_SQLITE,
     "redis": _QUEUE_REDIS,
     "ttl": _duration(zero_ok=False),
+    "keep": _duration(zero_ok=False, most=(MAX_KEEP, "366 days (366d)")),
     "lease": _duration(zero_ok=False),
     "concurrency": _integer(1, 1024),
     "attempts": _integer(1, 1000),

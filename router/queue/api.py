@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UnknownRoute
 from ..policy import Exhausted, Policy
+from ..policy.model import DEFAULT_KEEP
 from ..routing import RoutedMessage, refuse_reserved
 from . import waiting as tickets
 from .keeper import TicketKeeper
@@ -90,6 +92,16 @@ class QueueMethods:
     async def aresult(self, ticket: str, timeout: float | None = None) -> RoutedMessage:
         """`result()` for asyncio: the store is read off the event loop."""
         return await tickets.await_(self._queue_keeper().store, ticket, timeout, self._clock)
+
+    def purge_queue(self, older_than: float | None = None) -> int:
+        """Delete the finished requests (done, failed, expired, canceled) that finished more than
+        `older_than` seconds ago (None: the policy's `queue.keep`, 7 days by default); how many. Queued,
+        running and batched requests are never touched. A worker does this on its own every minute."""
+        policy = self._live.snapshot.policy
+        keep = older_than if older_than is not None else (policy.queue.keep if policy.queue else DEFAULT_KEEP)
+        if not math.isfinite(keep) or keep < 0:
+            raise ValueError(f"older_than must be a number of seconds, 0 or more, not {older_than!r}")
+        return self._queue_keeper().store.purge(self._clock.wall() - keep)
 
     def batch(self, requests: Sequence[Mapping[str, Any]], *, route: str = "default", model: str | None = None,
               options: BatchOptions | None = None) -> BatchHandle:

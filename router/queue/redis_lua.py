@@ -2,13 +2,15 @@
 
 Keys: KEYS[1] the stream, KEYS[2] the per-state counts (hash), KEYS[3] the live tickets by expiry (sorted
 set), KEYS[4] the consumer group's XAUTOCLAIM cursor. A ticket is the hash `<stream>:t:<id>`; its field
-`entry` is the stream entry that currently carries it (an entry whose ticket points elsewhere is stale)."""
+`entry` is the stream entry that currently carries it (an entry whose ticket points elsewhere is stale).
+`<stream>:finished` holds the final tickets' ids scored by their `finished_at`: what purge deletes from."""
 
 from __future__ import annotations
 
 _PRELUDE = """
 local S, C, E, CURSOR = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local P = S .. ':t:'
+local F = S .. ':finished'
 local FINAL = {done = true, failed = true, expired = true, canceled = true}
 
 local function move(h, old, new)
@@ -16,6 +18,12 @@ local function move(h, old, new)
   redis.call('HINCRBY', C, old, -1)
   redis.call('HINCRBY', C, new, 1)
   if FINAL[new] then redis.call('ZREM', E, redis.call('HGET', h, 'id')) end
+end
+
+-- a ticket just became final at `now`: it is purged once `now` is older than the queue's keep
+local function finished(h, now)
+  redis.call('HSET', h, 'finished_at', now)
+  redis.call('ZADD', F, now, redis.call('HGET', h, 'id'))
 end
 
 local function ack(h, group)
@@ -75,7 +83,8 @@ local function expire(h, state, now, group, default)
   end
   move(h, state, 'expired')
   unlease(h)
-  redis.call('HSET', h, 'error', error, 'finished_at', now)
+  redis.call('HSET', h, 'error', error)
+  finished(h, now)
   ack(h, group)
 end
 """
@@ -97,6 +106,7 @@ while i <= #ARGV do
     end
     redis.call('HINCRBY', C, state, 1)
     if not FINAL[state] then redis.call('ZADD', E, ARGV[i + 4], id) end
+    if FINAL[state] and ARGV[i + 10] ~= '' then redis.call('ZADD', F, ARGV[i + 10], id) end
     if state == 'queued' then enqueue(h) end
   end
   i = i + 11
@@ -181,7 +191,8 @@ local state = owned(h, ARGV[2])
 if not state then return 0 end
 move(h, state, 'done')
 redis.call('HDEL', h, 'lease_until')  -- its worker stays: who served it
-redis.call('HSET', h, 'result', ARGV[3], 'finished_at', ARGV[4])
+redis.call('HSET', h, 'result', ARGV[3])
+finished(h, ARGV[4])
 ack(h, ARGV[5])
 return 1
 """
@@ -196,7 +207,7 @@ redis.call('HSET', h, 'error', ARGV[3])
 if ARGV[5] == '1' then
   move(h, state, 'failed')
   unlease(h)
-  redis.call('HSET', h, 'finished_at', ARGV[4])
+  finished(h, ARGV[4])
   ack(h, ARGV[6])
 elseif tonumber(redis.call('HGET', h, 'expires_at')) <= tonumber(ARGV[4]) then
   expire(h, state, ARGV[4], ARGV[6], ARGV[7])
@@ -222,7 +233,7 @@ if not state then return 0 end
 move(h, state, 'canceled')
 unlease(h)
 if not redis.call('HGET', h, 'error') then redis.call('HSET', h, 'error', ARGV[4]) end
-redis.call('HSET', h, 'finished_at', ARGV[2])
+finished(h, ARGV[2])
 ack(h, ARGV[3])
 return 1
 """
@@ -276,5 +287,53 @@ end
 return 0
 """
 
+# ARGV: before limit group · KEYS[5] the batches hash, KEYS[6] the open batches set. Deletes up to `limit`
+# final tickets finished before `before`, and the ended batch records of theirs no ticket is left of.
+# Returns {tickets deleted, ids looked at}: fewer looked at than `limit` means nothing older is left.
+PURGE = _PRELUDE + """
+local ids = redis.call('ZRANGEBYSCORE', F, '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local n, batches = 0, {}
+for _, id in ipairs(ids) do
+  local h = P .. id
+  redis.call('ZREM', F, id)
+  local state = redis.call('HGET', h, 'state')
+  if state and FINAL[state] then  -- else gone already, or the id was put again since: not ours to delete
+    local batch = redis.call('HGET', h, 'batch_id')
+    if batch then batches[batch] = true end
+    ack(h, ARGV[3])
+    redis.call('DEL', h)
+    redis.call('HINCRBY', C, state, -1)
+    n = n + 1
+  end
+end
+for batch in pairs(batches) do
+  local raw = redis.call('HGET', KEYS[5], batch)
+  if raw and redis.call('SISMEMBER', KEYS[6], batch) == 0 then
+    local record, left = cjson.decode(raw), false
+    if record['state'] == 'ended' then
+      for _, id in ipairs(record['ticket_ids']) do
+        if redis.call('EXISTS', P .. id) == 1 then left = true break end
+      end
+      if not left then redis.call('HDEL', KEYS[5], batch) end
+    end
+  end
+end
+return {n, #ids}
+"""
+
+# ARGV: ids... · a stream written before purge existed: its final tickets into `<stream>:finished`
+INDEX_FINISHED = _PRELUDE + """
+for _, id in ipairs(ARGV) do
+  local h = P .. id
+  local state = redis.call('HGET', h, 'state')
+  if state and FINAL[state] then
+    local at = redis.call('HGET', h, 'finished_at') or redis.call('HGET', h, 'created_at')
+    redis.call('ZADD', F, 'NX', at, id)
+  end
+end
+return 0
+"""
+
 SCRIPTS = {"put": PUT, "claim": CLAIM, "renew": RENEW, "finish": FINISH, "fail": FAIL, "release": RELEASE,
-           "cancel": CANCEL, "requeue": REQUEUE, "expire": EXPIRE, "save_batch": SAVE_BATCH}
+           "cancel": CANCEL, "requeue": REQUEUE, "expire": EXPIRE, "save_batch": SAVE_BATCH,
+           "purge": PURGE, "index_finished": INDEX_FINISHED}

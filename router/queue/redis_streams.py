@@ -15,6 +15,8 @@ from .ticket import Ticket
 
 SCHEMA_NAME = "failover-router-queue"
 SCHEMA_VERSION = "1"
+#: Final tickets looked at per purge script call: each call is short, whatever the backlog.
+PURGE_STEP = 500
 _STATES = ("queued", "running", "batched", "done", "failed", "expired", "canceled")
 _EXPIRED = json.dumps({"type": "Expired", "message": "its queue ttl ran out before a model could serve it",
                        "status": None, "attempts": []})
@@ -113,7 +115,9 @@ class RedisStreamQueue:
             if mark and int(mark.get("version") or 0) > int(SCHEMA_VERSION):
                 raise QueueError(f"queue store redis at {self.where}: stream {self.stream!r} was written by a newer "
                                  f"failover-router (schema {mark.get('version')}): upgrade failover-router")
-            self._client.hset(meta, mapping={"schema": SCHEMA_NAME, "version": SCHEMA_VERSION})
+            if mark and mark.get("finished_index") != "1":
+                self._index_finished()
+            self._client.hset(meta, mapping={"schema": SCHEMA_NAME, "version": SCHEMA_VERSION, "finished_index": "1"})
             try:
                 self._client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
             except self._redis.ResponseError as exc:
@@ -121,6 +125,18 @@ class RedisStreamQueue:
                     raise
         except self._redis.RedisError as exc:
             raise self._error(exc, "cannot be used: start Redis, or fix queue.redis.url") from None
+
+    def _index_finished(self) -> None:
+        """A stream written before purge existed: index its final tickets by finish time, so purge finds
+        them (a mark in the meta hash, not a new schema version: older failover-routers still share it)."""
+        batch: list[str] = []
+        for key in self._client.scan_iter(match=f"{self.stream}:t:*", count=1000):
+            batch.append(key[len(self.stream) + 3:])
+            if len(batch) == 1000:
+                self._scripts["index_finished"](keys=self._keys[:4], args=batch)
+                batch = []
+        if batch:
+            self._scripts["index_finished"](keys=self._keys[:4], args=batch)
 
     def _run(self, name: str, args: Sequence[Any], what: str, keys: int = 4) -> Any:
         try:
@@ -206,6 +222,16 @@ class RedisStreamQueue:
         """Ends every queued or batched ticket past its `expires_at`, and running ones whose lease ended too
         (a ticket a live worker is serving right now is left to finish)."""
         return int(self._run("expire", [repr(now), self.group, _EXPIRED], "expire tickets"))
+
+    def purge(self, before: float) -> int:
+        """Deletes in steps of PURGE_STEP tickets (one Lua script each), so Redis never stalls on a backlog."""
+        total = 0
+        while True:
+            deleted, seen = self._run("purge", [repr(before), PURGE_STEP, self.group], "purge finished tickets",
+                                      keys=6)
+            total += int(deleted)
+            if int(seen) < PURGE_STEP:
+                return total
 
     # -- Message Batches --------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ SCHEMA_NAME = "failover-router-queue"
 SCHEMA_VERSION = 1
 _STATES = ("queued", "running", "batched", "done", "failed", "expired", "canceled")
 _LIVE = "('queued', 'running', 'batched')"  # written the same way everywhere, so the partial index applies
+_FINAL = "('done', 'failed', 'expired', 'canceled')"  # likewise, for the index of finished tickets
+_FINISHED_INDEX = f"CREATE INDEX IF NOT EXISTS tickets_finished ON tickets (finished_at) WHERE state IN {_FINAL}"
 _COLUMNS = ("id, route, params, created_at, expires_at, state, attempts, worker, lease_until, batch_id, "
             "result, error, finished_at")
 
@@ -45,6 +47,7 @@ CREATE INDEX tickets_route ON tickets (route, seq) WHERE state = 'queued';
 CREATE INDEX tickets_state ON tickets (state, lease_until);
 CREATE INDEX tickets_expiry ON tickets (expires_at) WHERE state IN {_LIVE};
 CREATE INDEX tickets_batch ON tickets (batch_id) WHERE batch_id IS NOT NULL;
+{_FINISHED_INDEX};
 CREATE TABLE batches (
     id TEXT PRIMARY KEY,
     route TEXT NOT NULL,
@@ -117,7 +120,7 @@ class SQLiteQueue:
         return QueueError(f"queue store {self.path} {what} ({type(exc).__name__}: {exc})")
 
     def _prepare(self, db: sqlite3.Connection) -> None:
-        """Create the schema in an empty file; refuse a foreign or newer one."""
+        """Create the schema in an empty file, bring an older one up to date; refuse a foreign or newer one."""
         with self._write(db):
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not tables:
@@ -127,6 +130,21 @@ class SQLiteQueue:
                 db.execute("INSERT INTO meta VALUES ('schema', ?), ('version', ?)", (SCHEMA_NAME, str(SCHEMA_VERSION)))
                 return
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall()) if "meta" in tables else {}
+            self._check(meta, tables)
+            self._add_finished_index(db)
+
+    @staticmethod
+    def _add_finished_index(db: sqlite3.Connection) -> None:
+        """A file made before purge existed gets the index purge reads final tickets through, in the opening
+        transaction (and a finish time for any final ticket without one, so it can be purged too). Only an
+        index: the schema version stays, so older failover-routers sharing the file still open it."""
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'tickets_finished'").fetchone():
+            return
+        db.execute(f"UPDATE tickets SET finished_at = created_at WHERE state IN {_FINAL} AND finished_at IS NULL")
+        db.execute(_FINISHED_INDEX)
+
+    def _check(self, meta: dict[str, str], tables: set[str]) -> None:
+        """Refuse a file that is not a queue of a schema this version reads."""
         if meta.get("schema") != SCHEMA_NAME:
             raise QueueError(f"queue store {self.path} is a SQLite database of something else (tables: "
                              f"{', '.join(sorted(tables))}): point queue.sqlite.path at a new file")
@@ -307,6 +325,19 @@ class SQLiteQueue:
                              f"lease_until = NULL, finished_at = ? WHERE state IN {_LIVE} AND expires_at <= ? "
                              "AND NOT (state = 'running' AND lease_until > ?)", (now, now, now))
             return cur.rowcount
+
+    def purge(self, before: float) -> int:
+        with self._step("purge finished tickets") as db:
+            # INDEXED BY: without statistics SQLite would rather walk tickets_state, i.e. every final ticket
+            old = f"tickets INDEXED BY tickets_finished WHERE state IN {_FINAL} AND finished_at < ?"
+            batches = [r[0] for r in db.execute(f"SELECT DISTINCT batch_id FROM {old} AND batch_id IS NOT NULL",
+                                                (before,))]
+            purged = db.execute(f"DELETE FROM {old}", (before,)).rowcount
+            # an ended batch whose tickets are all gone: nothing can read or resume it any more
+            db.executemany("DELETE FROM batches WHERE id = ? AND state = 'ended' AND NOT EXISTS (SELECT 1 FROM "
+                           "json_each(batches.ticket_ids) AS j JOIN tickets AS t ON t.id = j.value)",
+                           [(b,) for b in batches])
+            return purged
 
     # -- Message Batches --------------------------------------------------------------------------
 

@@ -72,6 +72,14 @@ class QueueStore(Protocol):
         """End every non-final ticket whose `expires_at` passed as expired; how many."""
         ...
 
+    def purge(self, before: float) -> int:
+        """Delete every final ticket (done, failed, expired, canceled) whose `finished_at` is before `before`
+        (epoch seconds), and the ended batch records of those tickets once none of their tickets is left;
+        how many tickets. Never a queued, running or batched ticket: one being finished while this runs
+        is final only after it, with a `finished_at` of its own. `result()` of a purged ticket raises
+        UnknownTicket."""
+        ...
+
     # -- Message Batches ---------------------------------------------------------------------------
 
     def save_batch(self, batch: BatchRecord) -> None:

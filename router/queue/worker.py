@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..clock import Clock
 from ..errors import AllModelsFailed, UnknownRoute
 from ..events import Dequeued
+from ..policy.model import DEFAULT_KEEP
 from .results import encode_error, encode_message
 from .store import QueueStore
 from .ticket import Ticket
@@ -31,6 +32,8 @@ MAX_PAUSE = 5.0
 TICK = 0.02
 #: How often tickets past their ttl are ended as expired, even while no model can serve.
 SWEEP = 1.0
+#: How often finished tickets older than `keep` are purged (the first look is at start).
+PURGE_EVERY = 60.0
 #: A round in which no model was even tried (another process holds the probe) waits this long to retry.
 UNSENT_PAUSE = 0.1
 
@@ -39,7 +42,8 @@ UNSENT_PAUSE = 0.1
 class WorkerStats:
     """What one Worker did so far. `requeued`: rounds that ended with every model failing, queued again;
     `released`: tickets handed back unserved (no model tried, or stop()); `lost`: results not stored
-    because the ticket's lease had been taken over by another worker (that worker stores its own)."""
+    because the ticket's lease had been taken over by another worker (that worker stores its own);
+    `purged`: finished tickets deleted after `queue.keep`."""
 
     done: int = 0
     failed: int = 0
@@ -47,6 +51,7 @@ class WorkerStats:
     requeued: int = 0
     released: int = 0
     lost: int = 0
+    purged: int = 0
     running: int = 0
 
 
@@ -63,14 +68,15 @@ class Worker:
     now (`router.ready_in(route)` is 0), serves each with `router.complete(on_exhausted="raise")` and the
     ticket id as its Idempotency-Key, renews its lease while a request runs, and stores the outcome once.
 
-    `lease`, `concurrency` and `attempts` default to the policy's `queue:` section; `poll` is how long it
+    `lease`, `concurrency`, `attempts` and `keep` (how long finished tickets are kept before it purges
+    them) default to the policy's `queue:` section; `poll` is how long it
     waits before looking at a queue that had nothing to claim again. All time comes from
     `clock` (default: the router's). Run it with `start()` (a thread) or `run()` / `drain()` (this thread);
     `stop()` hands back what is still running, so nothing is lost."""
 
     def __init__(self, router: Router, store: QueueStore | None = None, *, concurrency: int | None = None,
                  lease: float | None = None, name: str | None = None, clock: Clock | None = None,
-                 attempts: int | None = None, poll: float = 0.5) -> None:
+                 attempts: int | None = None, poll: float = 0.5, keep: float | None = None) -> None:
         queue = store if store is not None else router.queue
         if queue is None:
             raise ValueError("this router has no queue to drain: give the policy a queue: section (or pass store=)")
@@ -80,8 +86,9 @@ class Worker:
         self.concurrency = concurrency or (config.concurrency if config else 8)
         self.lease = lease or (config.lease if config else 60.0)
         self.attempts = attempts or (config.attempts if config else 5)
-        if self.concurrency < 1 or self.lease <= 0 or self.attempts < 1:
-            raise ValueError("a Worker needs concurrency >= 1, lease > 0 and attempts >= 1")
+        self.keep = keep or (config.keep if config else DEFAULT_KEEP)
+        if self.concurrency < 1 or self.lease <= 0 or self.attempts < 1 or self.keep <= 0:
+            raise ValueError("a Worker needs concurrency >= 1, lease > 0, attempts >= 1 and keep > 0")
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._clock = clock or router._clock
         self._poll = poll
@@ -97,8 +104,8 @@ class Worker:
         self._grace: float | None = None
         self._threads: list[threading.Thread] = []
         self._loop: threading.Thread | None = None
-        self._counts = dict.fromkeys(("done", "failed", "expired", "requeued", "released", "lost"), 0)
-        self._renewed = self._swept = 0.0  # clock.now() of the last lease renewal and expiry sweep
+        self._counts = dict.fromkeys(("done", "failed", "expired", "requeued", "released", "lost", "purged"), 0)
+        self._renewed = self._swept = self._purged = 0.0  # clock.now() of the last renewal, expiry sweep, purge
         self._hold: dict[str, float] = {}  # route -> clock.now() before which it is not claimed
 
     def __repr__(self) -> str:
@@ -157,6 +164,7 @@ class Worker:
         self._looping = threading.get_ident()
         self._spawn()
         self._renewed = self._swept = self._clock.now()
+        self._purged = self._swept - PURGE_EVERY
         failing = 0  # store calls failed in a row: the pause doubles (to MAX_PAUSE) while the store is down
         try:
             while not self._stopping.is_set():
@@ -182,7 +190,8 @@ class Worker:
             self._stopped.set()
 
     def _step(self, idle: bool) -> float | None:
-        """One look at the queue: renew leases, sweep expired tickets, claim; how long to pause (None: look
+        """One look at the queue: renew leases, sweep expired tickets, purge old finished ones, claim; how
+        long to pause (None: look
         again at once, negative: `idle` and nothing is left)."""
         now = self._clock.now()
         if now - self._renewed >= self.lease / 3:
@@ -191,6 +200,9 @@ class Worker:
         if now - self._swept >= SWEEP:
             self._count("expired", self.store.expire(self._clock.wall()))
             self._swept = now
+        if now - self._purged >= PURGE_EVERY:
+            self._count("purged", self.store.purge(self._clock.wall() - self.keep))
+            self._purged = now
         pause = self._claim()
         if pause is not None and idle and self._idle():
             return -1.0
