@@ -304,8 +304,10 @@ def test_queue_keep_parses_and_defaults_to_a_week() -> None:
     assert _keep(", keep: 90") == 90
 
 
-@pytest.mark.parametrize(("written", "words"), [("0", "more than 0"), ("soon", "invalid duration 'soon'"),
-                                                ("400d", "at most 366 days"), ("-1d", "invalid duration")])
+@pytest.mark.parametrize(("written", "words"), [
+    ("0", "more than 0"), ("soon", "invalid duration 'soon'"), ("400d", "at most 366 days (366d), got 400d"),
+    ("-1d", "invalid duration"),
+])
 def test_a_bad_queue_keep_is_a_policy_error_naming_the_key(written: str, words: str) -> None:
     with pytest.raises(PolicyError) as caught:
         _keep(f", keep: {written}")

@@ -32,7 +32,9 @@ def parse_duration(value: object, *, days: bool = False) -> float | None:
 
 
 def format_seconds(seconds: float) -> str:
-    """A duration for messages: '500ms' under a second, else '30s'."""
+    """A duration for messages: '500ms' under a second, '2d' for whole days past a day, else '30s'."""
     if 0 < abs(seconds) < 1:
         return f"{seconds * 1000:g}ms"
-    return f"{seconds:g}s"
+    if abs(seconds) > 86_400 and seconds % 86_400 == 0:
+        return f"{seconds / 86_400:g}d"
+    return f"{seconds:.10g}s"
